@@ -1,0 +1,38 @@
+# Shared pytest fixtures: tiny synthetic mp4 files written by the tests themselves.
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from videoattn.video_io import write_video
+
+torch.set_num_threads(2)
+
+
+def moving_square_frames(num_frames: int, height: int = 64, width: int = 80, seed: int = 0) -> np.ndarray:
+    """Frames whose content identifies the frame: a bright square moving one step per frame
+    and the frame index written into the top-left 8x8 block (value 8*i mod 256)."""
+    rng = np.random.default_rng(seed)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    base = rng.integers(40, 90, size=3, dtype=np.uint8)
+    for i in range(num_frames):
+        frames[i] = base
+        x = (2 * i) % max(1, width - 16)
+        frames[i, height // 2 - 8 : height // 2 + 8, x : x + 16] = (230, 60, 60)
+        frames[i, :8, :8] = (8 * i) % 256
+    return frames
+
+
+@pytest.fixture
+def make_video(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``make_video(name="a.mp4", num_frames=30, fps=30, **write_video_kwargs)``."""
+
+    def _make(name: str = "video.mp4", num_frames: int = 30, height: int = 64, width: int = 80, seed: int = 0, **kwargs) -> Path:
+        frames = moving_square_frames(num_frames, height, width, seed)
+        return write_video(tmp_path / name, frames, **kwargs)
+
+    return _make

@@ -1,0 +1,1 @@
+"""videoattn: 3D attention blocks for video recognition."""

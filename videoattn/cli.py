@@ -1,0 +1,44 @@
+# The `videoattn` console script: Lightning subcommands (fit, validate, test, predict)
+# go to LightningCLI; the tools (models, flops, check-data, synth, visualize) are
+# small modules in videoattn.tools, each with a main(argv), imported only when used.
+from __future__ import annotations
+
+import importlib
+import sys
+
+TOOLS: dict[str, tuple[str, str]] = {
+    "models": ("videoattn.tools.models", "list the registered models"),
+    "flops": ("videoattn.tools.flops", "parameters and GFLOPs per view of a model"),
+    "check-data": ("videoattn.tools.check_data", "scan a dataset for unreadable videos"),
+    "synth": ("videoattn.tools.synth", "generate the synthetic action dataset"),
+    "visualize": ("videoattn.tools.visualize", "render attention maps of a checkpoint"),
+}
+LIGHTNING = ("fit", "validate", "test", "predict")
+
+
+def _usage() -> str:
+    lines = ["usage: videoattn {fit,validate,test,predict} --config CONFIG.yaml [...]", "       videoattn TOOL [...]", "", "Lightning subcommands: " + ", ".join(LIGHTNING), "tools:"]
+    lines += [f"  {name:<11} {doc}" for name, (_, doc) in TOOLS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        module = importlib.import_module(TOOLS[argv[0]][0])
+        raise SystemExit(module.main(argv[1:]) or 0)
+    if argv and argv[0] in ("-h", "--help") or not argv:
+        print(_usage())
+        if not argv:
+            raise SystemExit(2)
+        return
+    if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
+        print(f"videoattn: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    from videoattn.lightning_cli import cli_main
+
+    cli_main(argv)
+
+
+if __name__ == "__main__":
+    main()
