@@ -1,0 +1,109 @@
+# Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average.
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from videoattn.precise_bn import update_precise_bn
+
+
+def _data(n: int = 5, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 3, 2, 3, 3, generator=g) * (i + 1) + i for i in range(n)]
+
+
+def _population(batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.cat(batches).transpose(0, 1).reshape(3, -1)  # [N, C, T, H, W] -> [C, N*T*H*W]
+    return x.mean(1), x.var(1, unbiased=False)
+
+
+def test_statistics_are_the_population_mean_and_variance() -> None:
+    bn = nn.BatchNorm3d(3, momentum=0.3).eval()
+    data = _data()
+    used = update_precise_bn(bn, data, num_batches=200)  # capped by len(data)
+    mean, var = _population(data)
+    assert used == 5
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert not bn.training and bn.momentum == 0.3  # mode and momentum restored
+
+
+def test_num_batches_limits_the_data_and_to_input_maps_items() -> None:
+    bn = nn.BatchNorm3d(3)
+    data = _data()
+    items = [{"video": [x, x[:, :, :1]]} for x in data]  # a SlowFast-like input per batch
+
+    class TwoPath(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = bn
+
+        def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+            return self.bn(xs[0])
+
+    used = update_precise_bn(TwoPath(), items, num_batches=2, to_input=lambda b: b["video"])
+    assert used == 2
+    mean, var = _population(data[:2])
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+
+
+def test_layers_kept_in_eval_mode_by_the_model_are_not_touched() -> None:
+    class Frozen(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen = nn.BatchNorm3d(3)
+            self.live = nn.BatchNorm3d(3)
+
+        def train(self, mode: bool = True) -> "Frozen":
+            super().train(mode)
+            self.frozen.eval()
+            return self
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.live(self.frozen(x))
+
+    model = Frozen()
+    update_precise_bn(model, _data(), 5)
+    assert torch.equal(model.frozen.running_mean, torch.zeros(3))
+    assert torch.equal(model.frozen.running_var, torch.ones(3))
+    torch.testing.assert_close(model.live.running_mean, _population(_data())[0])
+
+
+def test_empty_loader_and_bad_count_raise() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        update_precise_bn(nn.BatchNorm3d(3), [], 10)
+    with pytest.raises(ValueError, match="num_batches"):
+        update_precise_bn(nn.BatchNorm3d(3), _data(), 0)
+    with pytest.raises(ValueError, match="precise BN"):  # an unsized iterable that ends early
+        update_precise_bn(nn.BatchNorm3d(3), iter(_data(2)), 3)
+
+
+def _worker(rank: int, port: int, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        bn = nn.BatchNorm3d(3)
+        update_precise_bn(bn, _data(3, seed=rank), 3)
+        out[rank] = (bn.running_mean.clone(), bn.running_var.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_averages_statistics_over_processes() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(port, out), nprocs=2, join=True)
+        results = dict(out)
+    per_rank = [_population(_data(3, seed=r)) for r in range(2)]
+    for rank in range(2):
+        torch.testing.assert_close(results[rank][0], (per_rank[0][0] + per_rank[1][0]) / 2)
+        torch.testing.assert_close(results[rank][1], (per_rank[0][1] + per_rank[1][1]) / 2)
