@@ -1,0 +1,135 @@
+# Contract tests for every block in videoattn.blocks.BLOCKS: shape, identity at initialisation,
+# gradients after one optimizer step, bf16 autocast, torch.compile, channels_last_3d, bad input.
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from videoattn.blocks import BLOCKS, CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d, list_blocks, make_block
+
+C = 32
+IDENTITY_AT_INIT = {"nl", "gc", "cgnl"}
+# Parameters whose gradient is exactly zero by construction, not by a bug: softmax over positions
+# is invariant to a constant shift, so the bias of GC's conv_mask never receives a gradient
+# (the same holds in GCNet's reference ContextBlock).
+ZERO_GRAD_BY_DESIGN = {"gc": {"conv_mask.bias"}}
+
+
+def _x(seed: int = 0, shape: tuple[int, ...] = (2, C, 4, 6, 6)) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_registry_names_and_classes() -> None:
+    assert list_blocks() == ["nl", "gc", "se", "cgnl"]
+    assert BLOCKS == {"nl": NonLocal3d, "gc": GlobalContext3d, "se": SqueezeExcite3d, "cgnl": CGNL3d}
+    block = make_block("cgnl", 32, groups=4, kernel="gaussian")
+    assert isinstance(block, CGNL3d) and block.groups == 4 and block.kernel == "gaussian"
+
+
+def test_unknown_block_name_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown block 'foo'.*'nl', 'gc', 'se', 'cgnl'"):
+        make_block("foo", C)
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_shape_and_identity_at_init(name: str) -> None:
+    torch.manual_seed(0)
+    block = make_block(name, C)
+    x = _x()
+    out = block(x)
+    assert out.shape == x.shape
+    if name in IDENTITY_AT_INIT:
+        torch.testing.assert_close(out, x, rtol=0, atol=0)
+        block.eval()
+        torch.testing.assert_close(block(x), x, rtol=0, atol=0)
+    else:  # SE gates every channel by a sigmoid in (0, 1): never the identity
+        assert not torch.allclose(out, x)
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_every_parameter_gets_a_gradient_after_one_step(name: str) -> None:
+    torch.manual_seed(0)
+    block = make_block(name, C)
+    opt = torch.optim.SGD(block.parameters(), lr=0.5)
+    x, target = _x(1), _x(2)
+    for step in range(2):
+        opt.zero_grad()
+        nn.functional.mse_loss(block(x), target).backward()
+        if step == 0:
+            opt.step()
+    exempt = ZERO_GRAD_BY_DESIGN.get(name, set())
+    for pname, p in block.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        if pname in exempt:
+            assert p.grad.abs().max() < 1e-6, pname
+        else:
+            assert p.grad.abs().sum() > 0, f"{name}: {pname} received no gradient"
+    # the output has moved away from the identity after the step
+    assert not torch.allclose(block(x), x)
+
+
+def _trained_like(name: str) -> nn.Module:
+    """A block whose zero-initialised parameters are randomised, so that no branch is trivially 0."""
+    torch.manual_seed(3)
+    block = make_block(name, C)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return block
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_bf16_autocast_runs(name: str) -> None:
+    block = _trained_like(name)
+    x = _x(4, (1, C, 2, 4, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    assert out.shape == x.shape
+    assert out.dtype in (torch.float32, torch.bfloat16)
+    assert torch.isfinite(out).all()
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in block.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_channels_last_3d_gives_the_same_result(name: str) -> None:
+    block = _trained_like(name).eval()
+    x = _x(5)
+    ref = block(x)
+    block_cl = block.to(memory_format=torch.channels_last_3d)
+    out = block_cl(x.contiguous(memory_format=torch.channels_last_3d))
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_all_blocks_match_eager() -> None:
+    # One compilation for the four blocks (compiling is the slow part on the CPU).
+    torch.manual_seed(6)
+    model = nn.Sequential(*(_trained_like(name) for name in list_blocks())).eval()
+    x = _x(7, (1, C, 2, 4, 4))
+    with torch.no_grad():
+        ref = model(x)
+        out = torch.compile(model)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_blocks())
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((2, C, 4, 4), r"expected input of shape \(N, C=32, T, H, W\), got \(2, 32, 4, 4\)"),
+        ((2, C + 1, 2, 4, 4), r"channel count 33 != 32"),
+    ],
+)
+def test_bad_input_raises_value_error(name: str, shape: tuple[int, ...], match: str) -> None:
+    block = make_block(name, C)
+    with pytest.raises(ValueError, match=match):
+        block(torch.randn(shape))
+
+
+@pytest.mark.parametrize("name", list_blocks())
+def test_bad_channel_count_argument(name: str) -> None:
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        make_block(name, 0)

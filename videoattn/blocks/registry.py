@@ -1,0 +1,30 @@
+# Name -> block class registry and the `make_block` factory used by the model builders.
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from videoattn.blocks.cgnl3d import CGNL3d
+from videoattn.blocks.global_context3d import GlobalContext3d
+from videoattn.blocks.nonlocal3d import NonLocal3d
+from videoattn.blocks.squeeze_excite3d import SqueezeExcite3d
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "nl": NonLocal3d,
+    "gc": GlobalContext3d,
+    "se": SqueezeExcite3d,
+    "cgnl": CGNL3d,
+}
+
+
+def list_blocks() -> list[str]:
+    """Names accepted by :func:`make_block`."""
+    return list(BLOCKS)
+
+
+def make_block(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
+    """Build block ``name`` (one of :func:`list_blocks`) as ``BLOCKS[name](in_channels, **kwargs)``."""
+    if name not in BLOCKS:
+        raise ValueError(f"unknown block {name!r}; expected one of {', '.join(map(repr, BLOCKS))}")
+    return BLOCKS[name](in_channels, **kwargs)
