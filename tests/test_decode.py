@@ -1,0 +1,172 @@
+# Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
+# H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
+# fallback between backends; and every kind of bad file raising DecodeError naming the file.
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from videoattn.data import decode
+from videoattn.data.decode import DecodeError, check_video, decode_frames, read_frames
+from videoattn.video_io import write_video
+
+VFR_PTS = [0, 1, 2, 5, 6, 9, 10, 11, 20, 21] + list(range(22, 62))  # 50 frames, irregular gaps
+
+
+def sequential_decode(path: Path) -> np.ndarray:
+    """Reference: every frame in presentation order, decoded from the start."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+CASES = {
+    "h264_25fps": dict(fps=25),
+    "h264_29.97fps": dict(fps=29.97),
+    "h264_30fps_gop12": dict(fps=30, gop=12),
+    "h264_long_gop": dict(fps=30, gop=300),
+    "mpeg4": dict(codec="mpeg4", fps=30, gop=12),
+    "vp9": dict(codec="libvpx-vp9", fps=30, gop=12),
+    "h264_vfr": dict(fps=30, pts=VFR_PTS, time_base=Fraction(1, 60)),
+}
+INDICES = [45, 3, 3, 17, 0, 49, 25, 26, 12]  # unsorted, repeated, first and last frames
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_frames_match_sequential_decode(make_video, case: str, backend: str) -> None:
+    path = make_video(f"{case}.mp4", num_frames=50, **CASES[case])
+    reference = sequential_decode(path)
+    assert len(reference) == 50
+    frames = read_frames(path, INDICES, backend=backend, fallback=False)
+    assert frames.dtype == torch.uint8 and frames.shape == (len(INDICES), 64, 80, 3)
+    assert np.array_equal(frames.numpy(), reference[INDICES])
+
+
+def test_seek_lands_on_the_right_frame_in_a_later_gop(make_video, monkeypatch) -> None:
+    """Frames far from the start are reached by one seek to the keyframe before them (no
+    decoding from the start); they equal the sequential decode, also on a second read."""
+    path = make_video("gop8.mp4", num_frames=60, fps=29.97, gop=8)
+    reference = sequential_decode(path)
+    seeks: list[int] = []
+    original = decode._PyAVReader._get_seek
+
+    def spy(self, indices, seek_pts):
+        seeks.append(seek_pts)
+        return original(self, indices, seek_pts)
+
+    monkeypatch.setattr(decode._PyAVReader, "_get_seek", spy)
+    monkeypatch.setattr(decode._PyAVReader, "_get_sequential", None)  # must not be needed
+    for indices in ([41, 42, 43], [59], [33, 8, 57], [41, 42, 43]):
+        assert np.array_equal(read_frames(path, indices, fallback=False).numpy(), reference[indices])
+    assert len(seeks) == 4  # one pass per read, never a second attempt from the start
+
+
+def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
+    path = make_video("u.mp4", num_frames=20)
+    seen = []
+    frames, inverse = decode_frames(path, lambda n: seen.append(n) or np.array([5, 1, 5, 9]))
+    assert seen == [20]
+    assert frames.shape[0] == 3 and inverse.tolist() == [1, 0, 1, 2]
+    assert np.array_equal(frames[inverse].numpy(), sequential_decode(path)[[5, 1, 5, 9]])
+
+
+def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
+    path = make_video("fb.mp4", num_frames=20)
+
+    class Broken:
+        def __init__(self, path: str, threads: int) -> None:
+            raise RuntimeError("simulated decoder crash")
+
+    monkeypatch.setitem(decode._READERS, "pyav", Broken)
+    frames = read_frames(path, [4, 2])
+    assert np.array_equal(frames.numpy(), sequential_decode(path)[[4, 2]])
+    with pytest.raises(DecodeError, match="simulated decoder crash"):
+        read_frames(path, [4, 2], fallback=False)
+
+
+def test_out_of_range_and_bad_arguments(make_video) -> None:
+    path = make_video("r.mp4", num_frames=10)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        read_frames(path, [3, 10])
+    with pytest.raises(ValueError, match="integers"):
+        read_frames(path, [1.5])
+    with pytest.raises(ValueError, match="backend"):
+        read_frames(path, [1], backend="ffmpeg")
+
+
+def write_audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = (np.sin(np.arange(16000) / 10) * 0.3).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def corrupt_middle(path: Path, seed: int = 0) -> Path:
+    """Overwrite 3 kB in the middle of a noisy video's data: decoding fails mid-file."""
+    rng = np.random.default_rng(seed)
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * 0.5)
+    data[start : start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def noisy_video(path: Path, num_frames: int = 40) -> Path:
+    frames = np.random.default_rng(1).integers(0, 256, (num_frames, 64, 80, 3), dtype=np.uint8)
+    return write_video(path, frames, fps=30, gop=10)
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, make_video) -> dict[str, Path]:
+    good = make_video("good.mp4", num_frames=30)
+    files = {
+        "missing": tmp_path / "missing.mp4",
+        "directory": tmp_path / "a_dir.mp4",
+        "empty": tmp_path / "empty.mp4",
+        "random_bytes": tmp_path / "random.mp4",
+        "text": tmp_path / "notes.mp4",
+        "truncated": tmp_path / "truncated.mp4",
+        "audio_only": tmp_path / "audio.m4a",
+        "corrupt_middle": corrupt_middle(noisy_video(tmp_path / "corrupt.mp4")),
+    }
+    files["directory"].mkdir()
+    files["empty"].write_bytes(b"")
+    files["random_bytes"].write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    files["text"].write_text("this is not a video\n" * 50)
+    files["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    write_audio_only(files["audio_only"])
+    return files
+
+
+def test_bad_files_raise_decode_error_naming_the_file(bad_files: dict[str, Path]) -> None:
+    for kind, path in bad_files.items():
+        indices = [0, 25] if kind == "corrupt_middle" else [0]
+        with pytest.raises(DecodeError) as info:
+            read_frames(path, indices)
+        assert info.value.path == str(path) and str(path) in str(info.value), kind
+        assert info.value.reason, kind
+    with pytest.raises(DecodeError, match="no such file"):
+        read_frames(bad_files["missing"], [0])
+    with pytest.raises(DecodeError, match="directory"):
+        read_frames(bad_files["directory"], [0])
+    with pytest.raises(DecodeError, match="empty"):
+        read_frames(bad_files["empty"], [0])
+
+
+def test_check_video_finds_errors_in_the_middle(tmp_path: Path, bad_files: dict[str, Path], make_video) -> None:
+    assert check_video(make_video("fine.mp4", num_frames=30)) == 30
+    for kind, path in bad_files.items():
+        with pytest.raises(DecodeError):
+            check_video(path)
+    assert check_video(noisy_video(tmp_path / "clean_noise.mp4")) == 40
