@@ -1,0 +1,113 @@
+# Presets: backbones with blocks where the papers put them. A placement is data:
+# residual stage (2..5 for res2..res5) -> indices of its residual blocks, and whether
+# the block goes after the residual block or inside its residual branch.
+#   NL   Wang et al. 2018 (arXiv 1711.07971), PySlowFast NLN configs: 5 blocks after
+#        res3 blocks 1,3 and res4 blocks 1,3,5; softmax for I3D, dot_product for Slow/SlowFast.
+#   GC   Cao et al. 2019 (arXiv 1904.11492): every bottleneck of res3-res5, after the
+#        last norm of the residual branch; ratio 1/16, add fusion.
+#   SE   Hu et al. 2018 (arXiv 1709.01507): every bottleneck, same place (SE-ResNet).
+#   CGNL Yue et al. 2018 (arXiv 1810.13125): one block in res4 before its last residual
+#        block (dot kernel, 8 groups); "cgnl5" puts CGNL at the five NL places instead.
+# SlowFast presets touch the slow pathway only.
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch.nn as nn
+
+from videoattn.models.backbones import res_stage_paths
+from videoattn.models.insert import insert_blocks
+from videoattn.models.registry import get_model_entry, register_model
+
+__all__ = ["Placement", "PRESETS", "placement_paths", "apply_placement"]
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one kind of block goes.
+
+    stages: residual stage number (2..5) -> block indices in it (negative from the end), or "all".
+    position: "after" the residual block, or "inside" its residual branch (see insert_blocks).
+    """
+
+    block: str
+    stages: dict[int, Sequence[int] | str]
+    position: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def placement_paths(model: nn.Module, placement: Placement) -> list[str]:
+    """Module paths of the residual blocks that ``placement`` selects in ``model``."""
+    stages = res_stage_paths(model)
+    paths = []
+    for stage, indices in placement.stages.items():
+        stage_path = stages[stage - 2]
+        depth = len(model.get_submodule(f"{stage_path}.res_blocks"))
+        chosen = range(depth) if indices == ALL else [i % depth for i in indices]
+        paths += [f"{stage_path}.res_blocks.{i}" for i in chosen]
+    return paths
+
+
+def apply_placement(model: nn.Module, placement: Placement, **overrides: Any) -> tuple[nn.Module, list[str]]:
+    """Insert ``placement``'s blocks into ``model``; ``overrides`` update the block's arguments."""
+    return insert_blocks(model, placement.block, placement_paths(model, placement), position=placement.position,
+                         **{**placement.kwargs, **overrides})
+
+
+_NL_PLACES = {3: (1, 3), 4: (1, 3, 5)}
+_NL = dict(pool_size=(1, 2, 2))
+_GC = dict(ratio=1 / 16, fusions=("add",))
+_SE = dict(ratio=1 / 16)
+_CGNL = dict(groups=8, kernel="dot")
+
+
+def _r50_presets(instantiation: str) -> dict[str, Placement]:
+    return {
+        "nl": Placement("nl", _NL_PLACES, "after", {**_NL, "instantiation": instantiation}),
+        "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "inside", _GC),
+        "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
+        "cgnl": Placement("cgnl", {4: (-2,)}, "after", _CGNL),
+        "cgnl5": Placement("cgnl", _NL_PLACES, "after", _CGNL),
+    }
+
+
+_TINY = {
+    "nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "softmax"}),
+    "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "inside", _GC),
+    "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
+    "cgnl": Placement("cgnl", {4: (0,)}, "after", _CGNL),
+}
+
+# backbone -> {suffix: placement}
+PRESETS: dict[str, dict[str, Placement]] = {
+    "i3d_r50": _r50_presets("softmax"),
+    "slow_r50": _r50_presets("dot_product"),
+    "slowfast_r50": _r50_presets("dot_product"),
+    "i3d_tiny": _TINY,
+    "slowfast_tiny": {"nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "dot_product"})},
+}
+
+
+def _describe(placement: Placement) -> str:
+    where = ", ".join(f"res{s} " + ("all" if i == ALL else "blocks " + ",".join(map(str, i))) for s, i in placement.stages.items())
+    extra = f" ({placement.kwargs['instantiation']})" if "instantiation" in placement.kwargs else ""
+    return f"{placement.block.upper()}{extra} {placement.position} {where}"
+
+
+def _register_presets() -> None:
+    for backbone, presets in PRESETS.items():
+        base = get_model_entry(backbone)
+        for suffix, placement in presets.items():
+
+            def build(*, num_classes: int = 400, dropout: float = 0.5, _base=base, _placement=placement, **block_overrides: Any) -> nn.Module:
+                model = _base.builder(num_classes=num_classes, dropout=dropout)
+                return apply_placement(model, _placement, **block_overrides)[0]
+
+            register_model(f"{backbone}_{suffix}", frames=base.frames, crop_size=base.crop_size,
+                           description=f"{backbone} + {_describe(placement)}")(build)
+
+
+_register_presets()
