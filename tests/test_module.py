@@ -91,7 +91,7 @@ def _trainer(tmp_path: Path, **kw: Any) -> Trainer:
 def _module(**kw: Any) -> VideoClassifier:
     torch.manual_seed(0)
     kw.setdefault("lr", 0.1)
-    return VideoClassifier(TinyNet(), num_classes=K, classes=["abseiling", "bowling", "cooking"], **kw)
+    return VideoClassifier(TinyNet(), num_classes=K, class_names=["abseiling", "bowling", "cooking"], **kw)
 
 
 def test_fit_learns_the_tiny_task(tmp_path: Path) -> None:
@@ -207,8 +207,8 @@ def test_wrong_head_size_and_bad_batches_raise_clearly(tmp_path: Path) -> None:
         model.training_step({"video": torch.zeros(2, 3, 2, 4, 4), "label": torch.zeros(2, dtype=torch.long)}, 0)
     with pytest.raises(ValueError, match="dict with 'video' and 'label'"):
         model.training_step((torch.zeros(2, 3, 2, 4, 4), torch.zeros(2)), 0)
-    with pytest.raises(ValueError, match="classes has 2 names"):
-        VideoClassifier(TinyNet(), num_classes=K, classes=["a", "b"])
+    with pytest.raises(ValueError, match="class_names has 2 names"):
+        VideoClassifier(TinyNet(), num_classes=K, class_names=["a", "b"])
 
 
 def test_checkpoint_keeps_backbone_prefix_and_classes(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_checkpoint_keeps_backbone_prefix_and_classes(tmp_path: Path) -> None:
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     ckpt = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert ckpt["classes"] == ["abseiling", "bowling", "cooking"]
-    assert ckpt["hyper_parameters"]["classes"] == ckpt["classes"]
+    assert ckpt["hyper_parameters"]["class_names"] == ckpt["classes"]
     assert set(k for k in ckpt["state_dict"] if not k.startswith(("train_", "val_", "test_"))) == {f"backbone.{k}" for k in TinyNet().state_dict()}
 
 

@@ -42,7 +42,7 @@ class VideoClassifier(LightningModule):
         backbone_kwargs: overrides for the named model, e.g. ``{"dropout": 0.5}``.
         weights: checkpoint to start from (pytorchvideo, videoattn or Lightning); a
             different class count re-initialises the head (fine-tuning).
-        classes: class names in index order (linked from ``data.classes``); saved in the
+        class_names: class names in index order (linked from ``data.classes``); saved in the
             checkpoint and used in the predictions CSV.
         optimizer: ``"sgd"`` (``momentum``, ``nesterov``) or ``"adamw"``.
         lr: learning rate for a global batch of ``base_batch_size`` videos (if set, the rate
@@ -70,7 +70,7 @@ class VideoClassifier(LightningModule):
         num_classes: int = 400,
         backbone_kwargs: dict[str, Any] | None = None,
         weights: str | None = None,
-        classes: list[str] | None = None,
+        class_names: list[str] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
         base_batch_size: int | None = None,
@@ -90,8 +90,8 @@ class VideoClassifier(LightningModule):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if classes is not None and len(classes) != num_classes:
-            raise ValueError(f"classes has {len(classes)} names for num_classes={num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if optimizer not in ("sgd", "adamw"):
@@ -104,7 +104,7 @@ class VideoClassifier(LightningModule):
         elif weights is not None or backbone_kwargs:
             raise ValueError("weights and backbone_kwargs apply to a named backbone; give them to your module instead")
         self.backbone = backbone
-        self.classes = list(classes) if classes is not None else None
+        self.classes = list(class_names) if class_names is not None else None
         if freeze_backbone:
             self._freeze_all_but_head()
 

@@ -1,0 +1,87 @@
+# `videoattn fit|validate|test|predict`: LightningCLI over VideoClassifier and any
+# LightningDataModule (KineticsDataModule by default), with the project's defaults: the data
+# module's classes linked to the model, best + last checkpoints in <root>/checkpoints (so
+# `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if installed) logging, a rich
+# progress bar, no Lightning DistributedSampler (the data module shards without padding).
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from videoattn.module import NonFiniteLossError, VideoClassifier
+
+__all__ = ["VideoCLI", "cli_main"]
+
+
+def _checkpoint_dir(root: str | None) -> str:
+    return os.path.join(root or ".", "checkpoints")
+
+
+def default_loggers(root: str | None) -> list[Logger]:
+    """CSV always, TensorBoard too when the ``tensorboard`` package is installed."""
+    root = root or "."
+    loggers: list[Logger] = [CSVLogger(root, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(root, name="tb"))
+    return loggers
+
+
+class VideoCLI(LightningCLI):
+    """LightningCLI with videoattn's links and defaults (see the module header)."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best-epoch{epoch:03d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        # a fixed folder (not the logger's version_N), so that `--ckpt_path last` resumes
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(config.get("default_root_dir"))
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, RichProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def cli_main(argv: list[str] | None = None) -> VideoCLI:
+    """Run ``fit``, ``validate``, ``test`` or ``predict`` with ``argv`` (default: sys.argv)."""
+    if argv is not None and list(argv) == sys.argv[1:]:
+        argv = None  # called by the console script: let LightningCLI read sys.argv itself
+    try:
+        return VideoCLI(
+            VideoClassifier,
+            LightningDataModule,
+            subclass_mode_data=True,
+            args=argv,
+            trainer_defaults={"use_distributed_sampler": False},
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+        )
+    except NonFiniteLossError as err:
+        print(f"videoattn: stopped: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
