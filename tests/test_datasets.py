@@ -1,0 +1,147 @@
+# Tests for videoattn.data.datasets.VideoClipDataset: which frames end up in train / val / test
+# samples (videos whose frame i is a flat grey 20 + 4*i), multi-view test equal to decoding
+# each view separately, repeated augmentation from one decode, short and tiny videos, and bad
+# videos (train replaces them, evaluation reports them; one warning per path).
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videoattn.data import datasets as datasets_module
+from videoattn.data.annotations import VideoRecord
+from videoattn.data.datasets import VideoClipDataset
+from videoattn.data.decode import read_frames
+from videoattn.data.sampling import uniform_clips
+from videoattn.data.transforms import normalize, short_side_resize, spatial_crops, to_tchw
+from videoattn.video_io import write_video
+
+MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+
+
+def grey_video(path: Path, num_frames: int = 40, h: int = 32, w: int = 48) -> Path:
+    """Frame i is flat grey 20 + 4 * i (survives H.264 to within a level or two)."""
+    values = (20 + 4 * np.arange(num_frames)).astype(np.uint8)
+    frames = np.broadcast_to(values[:, None, None, None], (num_frames, h, w, 3)).copy()
+    return write_video(path, frames, fps=30, gop=10, crf=0)
+
+
+def frame_numbers(video: torch.Tensor) -> list[int]:
+    """[C, T, H, W] normalised grey clip -> the source frame index of each of its T frames."""
+    grey = (video * STD[0] + MEAN[0]) * 255  # undo normalisation
+    return [round((float(v) - 20) / 4) for v in grey.mean(dim=(0, 2, 3))]
+
+
+@pytest.fixture
+def grey_records(tmp_path: Path) -> list[VideoRecord]:
+    return [VideoRecord(str(grey_video(tmp_path / f"g{i}.mp4", 40)), i % 2, i) for i in range(3)]
+
+
+SMALL = dict(train_short_side=(32, 40), crop_size=32, test_short_side=32, test_crop_size=32)
+
+
+def test_train_clip_is_a_strided_clip_with_random_scale_and_crop(grey_records) -> None:
+    ds = VideoClipDataset(grey_records, "train", num_frames=4, sampling_rate=3, **SMALL)
+    torch.manual_seed(0)
+    starts = set()
+    for _ in range(12):
+        sample = ds[1]
+        assert sample["label"] == 1 and sample["video_index"] == 1 and sample["path"] == grey_records[1].path
+        assert sample["skipped"] == []
+        video = sample["video"]
+        assert video.shape == (1, 3, 4, 32, 32) and video.dtype == torch.float32
+        idx = frame_numbers(video[0])
+        assert np.diff(idx).tolist() == [3, 3, 3] and 0 <= idx[0] <= 40 - 10
+        starts.add(idx[0])
+    assert len(starts) > 3  # the start is random
+
+
+def test_val_is_the_centre_clip(grey_records) -> None:
+    ds = VideoClipDataset(grey_records, "val", num_frames=4, sampling_rate=3, **SMALL)
+    sample = ds[0]
+    assert sample["video"].shape == (1, 3, 4, 32, 32)
+    assert frame_numbers(sample["video"][0]) == [15, 18, 21, 24]  # span 10, slack 30 -> start 15
+
+
+def test_test_views_from_one_decode_equal_per_view_decoding(grey_records, tmp_path: Path, make_video, monkeypatch) -> None:
+    path = make_video("moving.mp4", num_frames=30, height=48, width=64)
+    calls = []
+    original = datasets_module.decode_frames
+    monkeypatch.setattr(datasets_module, "decode_frames", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "test", num_frames=4, sampling_rate=2, test_views=(3, 3), test_short_side=40, test_crop_size=36)
+    video = ds[0]["video"]
+    assert len(calls) == 1  # one decode for all 9 views
+    assert video.shape == (9, 3, 4, 36, 36)
+    expected = []
+    for clip in uniform_clips(30, 4, 2, 3):  # each view decoded separately
+        frames = short_side_resize(to_tchw(read_frames(path, clip)), 40)
+        expected += [normalize(c) for c in spatial_crops(frames, 36, 3)]
+    assert torch.equal(video, torch.stack(expected))  # temporal-major view order
+
+
+def test_repeated_augmentation_uses_one_decode(grey_records, monkeypatch) -> None:
+    calls = []
+    original = datasets_module.decode_frames
+    monkeypatch.setattr(datasets_module, "decode_frames", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    ds = VideoClipDataset(grey_records, "train", num_frames=4, sampling_rate=2, clips_per_video=3, **SMALL)
+    torch.manual_seed(1)
+    video = ds[2]["video"]
+    assert video.shape == (3, 3, 4, 32, 32) and len(calls) == 1
+    assert all(np.diff(frame_numbers(v)).tolist() == [2, 2, 2] for v in video)
+
+
+def test_short_and_tiny_videos_are_clamped_and_upscaled(tmp_path: Path) -> None:
+    path = grey_video(tmp_path / "tiny.mp4", num_frames=5, h=16, w=24)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=2, test_short_side=32, crop_size=32)
+    video = ds[0]["video"]
+    assert video.shape == (1, 3, 4, 32, 32)
+    assert frame_numbers(video[0]) == [0, 2, 4, 4]  # span 7 > 5 frames: last frame repeated
+
+
+def test_slowfast_samples(grey_records) -> None:
+    ds = VideoClipDataset(grey_records, "test", num_frames=8, sampling_rate=2, test_views=(2, 1), slowfast_alpha=4, **SMALL)
+    slow, fast = ds[0]["video"]
+    assert slow.shape == (2, 3, 2, 32, 32) and fast.shape == (2, 3, 8, 32, 32)
+    assert frame_numbers(slow[0]) == [frame_numbers(fast[0])[i] for i in (0, 7)]
+
+
+def test_bad_videos_train_replaces_eval_reports_warn_once(grey_records, tmp_path: Path, caplog) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    records = [VideoRecord(str(bad), 1, 0)] + [VideoRecord(r.path, r.label, r.row + 1) for r in grey_records]
+    datasets_module._WARNED.discard(str(bad))
+    train = VideoClipDataset(records, "train", num_frames=2, sampling_rate=2, **SMALL)
+    with caplog.at_level(logging.WARNING, logger="videoattn.data"):
+        torch.manual_seed(0)
+        sample = train[0]
+        assert sample["video"] is not None and sample["path"] != str(bad)
+        assert sample["skipped"][0]["path"] == str(bad) and sample["skipped"][0]["video_index"] == 0
+        assert sample["skipped"][0]["reason"]
+        test = VideoClipDataset(records, "test", num_frames=2, sampling_rate=2, test_views=(2, 1), **SMALL)
+        failed = test[0]
+        assert failed["video"] is None and failed["video_index"] == 0 and failed["label"] == 1
+        assert failed["skipped"] == [{"video_index": 0, "path": str(bad), "reason": failed["skipped"][0]["reason"]}]
+    assert sum(str(bad) in r.getMessage() for r in caplog.records) == 1  # warned once, not per access
+
+
+def test_all_bad_training_data_raises_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("text")
+    ds = VideoClipDataset([VideoRecord(str(bad), 0, 0)], "train", max_retries=3, **SMALL)
+    with pytest.raises(RuntimeError, match="4 videos in a row failed.*check-data"):
+        ds[0]
+
+
+def test_invalid_options_are_named() -> None:
+    recs = [VideoRecord("x.mp4", 0, 0)]
+    with pytest.raises(ValueError, match="mode"):
+        VideoClipDataset(recs, "training")
+    with pytest.raises(ValueError, match="crop_size 224 exceeds the smallest train_short_side 128"):
+        VideoClipDataset(recs, "train", train_short_side=(128, 160))
+    with pytest.raises(ValueError, match="test_views"):
+        VideoClipDataset(recs, "test", test_views=(10, 2))
+    with pytest.raises(ValueError, match="slowfast_alpha"):
+        VideoClipDataset(recs, "train", num_frames=4, slowfast_alpha=8)

@@ -1,0 +1,171 @@
+# The video dataset: one decode per video, then clips and views in memory.
+#   train   -> `clips_per_video` random clips (random short-side scale, random crop, flip)
+#   val     -> the centre clip (short side, centre crop)
+#   test / predict -> temporal x spatial views, all from ONE decode of the video
+# A video that fails to decode never raises: train draws another video and reports the failed
+# one in the sample's `skipped` list; evaluation returns a sample without `video`, listed too.
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from videoattn.data.annotations import VideoRecord
+from videoattn.data.decode import decode_frames
+from videoattn.data.sampling import SHORT_VIDEO_MODES, random_clip, uniform_clips
+from videoattn.data.transforms import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    horizontal_flip,
+    normalize,
+    pack_pathways,
+    random_crop,
+    short_side_resize,
+    spatial_crops,
+    to_tchw,
+)
+
+__all__ = ["MODES", "VideoClipDataset"]
+
+MODES = ("train", "val", "test", "predict")
+log = logging.getLogger("videoattn.data")
+_WARNED: set[str] = set()  # paths already warned about in this process
+
+class VideoClipDataset(Dataset):
+    """Map-style dataset over ``records``; ``dataset[i]`` is a sample dict (see module header).
+
+    Sample keys: ``video`` (train: [K, C, T, H, W] with K = clips_per_video; val: [1, C, T, H, W];
+    test/predict: [V, C, T, H, W]; SlowFast: ``[slow, fast]`` of such tensors; None if the video
+    failed), ``label``, ``video_index`` (the record's row), ``path`` and ``skipped``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        mode: str,
+        *,
+        num_frames: int = 8,
+        sampling_rate: int = 8,
+        train_short_side: tuple[int, int] = (256, 320),
+        crop_size: int = 224,
+        test_short_side: int = 256,
+        test_crop_size: int = 256,
+        test_views: tuple[int, int] = (10, 3),
+        clips_per_video: int = 1,
+        slowfast_alpha: int | None = None,
+        flip: bool = True,
+        mean: Sequence[float] = KINETICS_MEAN,
+        std: Sequence[float] = KINETICS_STD,
+        short_video: str = "clamp",
+        backend: str | None = None,
+        decode_threads: int = 1,
+        max_retries: int = 20,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if short_video not in SHORT_VIDEO_MODES:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO_MODES}, got {short_video!r}")
+        lo, hi = train_short_side
+        if not 0 < lo <= hi:
+            raise ValueError(f"train_short_side must be (min, max) with 0 < min <= max, got {train_short_side}")
+        if mode == "train" and lo < crop_size:
+            raise ValueError(f"crop_size {crop_size} exceeds the smallest train_short_side {lo}")
+        if mode == "val" and test_short_side < crop_size:
+            raise ValueError(f"crop_size {crop_size} exceeds test_short_side {test_short_side}")
+        if mode in ("test", "predict") and test_short_side < test_crop_size:
+            raise ValueError(f"test_crop_size {test_crop_size} exceeds test_short_side {test_short_side}")
+        if len(test_views) != 2 or test_views[0] < 1 or test_views[1] not in (1, 3):
+            raise ValueError(f"test_views must be (temporal clips >= 1, spatial crops 1 or 3), got {test_views}")
+        if clips_per_video < 1:
+            raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
+        self.records = list(records)
+        self.mode = mode
+        self.num_frames, self.sampling_rate = num_frames, sampling_rate
+        self.train_short_side, self.crop_size = (lo, hi), crop_size
+        self.test_short_side, self.test_crop_size = test_short_side, test_crop_size
+        self.test_views = (int(test_views[0]), int(test_views[1]))
+        self.clips_per_video = clips_per_video
+        self.slowfast_alpha = slowfast_alpha
+        self.flip, self.mean, self.std = flip, tuple(mean), tuple(std)
+        self.short_video = short_video
+        self.backend, self.decode_threads = backend, decode_threads
+        self.max_retries = max_retries
+        if slowfast_alpha is not None and num_frames < slowfast_alpha:
+            raise ValueError(f"num_frames {num_frames} must be >= slowfast_alpha {slowfast_alpha}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def views_per_video(self) -> int:
+        return self.test_views[0] * self.test_views[1] if self.mode in ("test", "predict") else 1
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        skipped: list[dict[str, Any]] = []
+        for _ in range(self.max_retries + 1 if self.mode == "train" else 1):
+            record = self.records[index]
+            try:
+                video = self._load(record)
+            except (ValueError, RuntimeError, OSError) as exc:
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                skipped.append({"video_index": record.row, "path": record.path, "reason": reason})
+                if record.path not in _WARNED:
+                    _WARNED.add(record.path)
+                    log.warning("skipping unreadable video %s: %s", record.path, reason)
+                if self.mode != "train":
+                    return {"video": None, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
+                index = int(torch.randint(len(self.records), (1,)))
+                continue
+            if self.slowfast_alpha is not None:
+                video = pack_pathways(video, self.slowfast_alpha)
+            return {"video": video, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
+        raise RuntimeError(f"{len(skipped)} videos in a row failed to decode (last: {skipped[-1]['path']}: {skipped[-1]['reason']}); is the dataset readable? Run `videoattn check-data`.")
+
+    # ------------------------------------------------------------------------------ modes
+
+    def _load(self, record: VideoRecord) -> torch.Tensor:
+        if self.mode == "train":
+            return self._train_clips(record.path)
+        if self.mode == "val":
+            return self._views(record.path, 1, 1, self.crop_size)
+        return self._views(record.path, self.test_views[0], self.test_views[1], self.test_crop_size)
+
+    def _decode(self, path: str, select) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
+        return to_tchw(frames), inverse  # [U, 3, H, W], [N]
+
+    def _train_clips(self, path: str) -> torch.Tensor:
+        """K random clips from one decode -> float [K, C, T, crop, crop]."""
+        t, tau, k = self.num_frames, self.sampling_rate, self.clips_per_video
+
+        def select(n: int):
+            return torch.cat([torch.from_numpy(random_clip(n, t, tau, short_video=self.short_video)) for _ in range(k)]).numpy()
+
+        frames, inverse = self._decode(path, select)
+        clips = []
+        for clip_index in inverse.view(k, t):  # [T] indices into the unique frames
+            lo, hi = self.train_short_side
+            size = int(torch.randint(lo, hi + 1, (1,)))
+            clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
+            clip = random_crop(clip, self.crop_size)
+            if self.flip and bool(torch.rand(()) < 0.5):
+                clip = horizontal_flip(clip)
+            clips.append(normalize(clip, self.mean, self.std))  # [3, T, crop, crop]
+        return torch.stack(clips)
+
+    def _views(self, path: str, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
+        """num_clips x num_crops views from one decode -> float [V, C, T, crop, crop]."""
+        t, tau = self.num_frames, self.sampling_rate
+
+        def select(n: int):
+            return uniform_clips(n, t, tau, num_clips, short_video=self.short_video).reshape(-1)
+
+        frames, inverse = self._decode(path, select)
+        frames = short_side_resize(frames, self.test_short_side)  # each distinct frame resized once
+        clips = frames[inverse].view(num_clips, t, *frames.shape[1:])  # [clips, T, 3, h, w]
+        views = torch.stack(spatial_crops(clips, crop, num_crops), dim=1)  # [clips, crops, T, 3, crop, crop]
+        views = views.flatten(0, 1)  # [V, T, 3, crop, crop], V = clips * crops, temporal-major
+        return normalize(views, self.mean, self.std)  # [V, 3, T, crop, crop]
+
