@@ -1,0 +1,174 @@
+# Tests for KineticsDataModule (with its samplers and collation): classes known right after
+# __init__ without decoding, batch dicts for train / val / test / predict and SlowFast, bad
+# videos in batches, worker processes, unpadded disjoint eval shares, per-epoch train shuffling,
+# class order kept in checkpoints, and a Lightning fit/test round trip.
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from videoattn.data import KineticsDataModule
+from videoattn.data import decode as decode_module
+from videoattn.data.collate import VideoCollate
+from videoattn.data.samplers import ShardedEvalSampler, train_sampler
+
+SMALL = dict(num_frames=4, sampling_rate=2, train_short_side=(32, 40), crop_size=32, test_short_side=32, test_crop_size=32, num_workers=0)
+
+
+@pytest.fixture
+def dataset_root(tmp_path: Path, make_video) -> Path:
+    """5 good videos in 2 classes plus one unreadable file, listed in `path,label` lines."""
+    lines = []
+    for i in range(5):
+        make_video(f"videos/v{i}.mp4", num_frames=20, height=32, width=48, seed=i)
+        lines.append(f"videos/v{i}.mp4,{['yoga', 'abseiling'][i % 2]}")
+    (tmp_path / "videos/broken.mp4").write_bytes(b"\0" * 500)
+    lines.insert(2, "videos/broken.mp4,yoga")  # row 2
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "predict.txt").write_text("videos/v0.mp4\nvideos/v1.mp4\n")
+    return tmp_path
+
+
+def test_classes_known_after_init_without_decoding(dataset_root: Path, monkeypatch) -> None:
+    monkeypatch.setattr(decode_module, "_READERS", {})  # any decoding attempt would fail
+    dm = KineticsDataModule(str(dataset_root), train="train.csv", val="train.csv", **SMALL)
+    assert dm.classes == ["abseiling", "yoga"] and dm.num_classes == 2
+    (dataset_root / "classes.txt").write_text("yoga\nabseiling\nzumba\n")
+    dm = KineticsDataModule(str(dataset_root), train="train.csv", classes="classes.txt", **SMALL)
+    assert dm.classes == ["yoga", "abseiling", "zumba"] and dm.num_classes == 3
+    assert [r.label for r in dm.records["train"]] == [0, 1, 0, 0, 1, 0]
+
+
+def test_batches_for_every_stage(dataset_root: Path) -> None:
+    dm = KineticsDataModule(str(dataset_root), "train.csv", "train.csv", "train.csv", "predict.txt", batch_size=3, test_views=(2, 3), **SMALL)
+    train = list(dm.train_dataloader())
+    assert len(train) == 2
+    for batch in train:
+        assert set(batch) == {"video", "label", "video_index", "path", "skipped"}
+        assert batch["video"].shape == (3, 3, 4, 32, 32) and batch["label"].dtype == torch.long
+        assert 2 not in batch["video_index"].tolist()  # the broken video was replaced
+    skipped = [s for b in train for s in b["skipped"]]
+    assert [s["video_index"] for s in skipped] == [2] and skipped[0]["path"].endswith("broken.mp4")
+
+    val = list(dm.val_dataloader())
+    assert [b["video_index"].tolist() for b in val] == [[0, 1], [3, 4, 5]]  # row 2 dropped
+    assert val[0]["video"].shape == (2, 3, 4, 32, 32) and val[0]["label"].tolist() == [1, 0]
+    assert [s["video_index"] for b in val for s in b["skipped"]] == [2]
+
+    test = next(iter(dm.test_dataloader()))
+    assert test["video"].shape == (2, 6, 3, 4, 32, 32) and test["path"][1].endswith("v1.mp4")
+    predict = next(iter(dm.predict_dataloader()))
+    assert predict["video"].shape == (2, 6, 3, 4, 32, 32) and predict["label"].tolist() == [-1, -1]
+
+
+def test_slowfast_and_repeated_augmentation_batches(dataset_root: Path) -> None:
+    opts = {**SMALL, "num_frames": 8}
+    dm = KineticsDataModule(str(dataset_root), "train.csv", test="train.csv", batch_size=2, slowfast_alpha=4, clips_per_video=2, test_views=(2, 1), **opts)
+    batch = next(iter(dm.train_dataloader()))
+    slow, fast = batch["video"]
+    rows = slow.shape[0]
+    assert rows in (4, 2) and slow.shape[1:] == (3, 2, 32, 32) and fast.shape == (rows, 3, 8, 32, 32)
+    assert batch["label"].shape == (rows,) and batch["video_index"].tolist()[0] == batch["video_index"].tolist()[1]
+    slow, fast = next(iter(dm.test_dataloader()))["video"]
+    assert slow.shape == (2, 2, 3, 2, 32, 32) and fast.shape == (2, 2, 3, 8, 32, 32)
+
+
+def test_all_failed_batch() -> None:
+    out = VideoCollate("test")([{"video": None, "label": 0, "video_index": 4, "path": "a.mp4", "skipped": [{"video_index": 4, "path": "a.mp4", "reason": "r"}]}])
+    assert out["video"] is None and out["label"].shape == (0,) and out["video_index"].dtype == torch.long
+    assert out["skipped"] == [{"video_index": 4, "path": "a.mp4", "reason": "r"}]
+
+
+def test_workers_persistent_and_pinned(dataset_root: Path) -> None:
+    opts = {**SMALL, "num_workers": 2}
+    dm = KineticsDataModule(str(dataset_root), "train.csv", val="train.csv", batch_size=2, persistent_workers=True, pin_memory=False, **opts)
+    loader = dm.train_dataloader()
+    assert loader.persistent_workers and loader.num_workers == 2
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        assert sum(b["video"].shape[0] for b in loader) == 6
+    assert [i for b in dm.val_dataloader() for i in b["video_index"].tolist()] == [0, 1, 3, 4, 5]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 7])
+def test_eval_shares_are_disjoint_and_unpadded(world: int) -> None:
+    shares = [list(ShardedEvalSampler(10, rank=r, world_size=world)) for r in range(world)]
+    assert sorted(i for s in shares for i in s) == list(range(10))
+    assert [len(ShardedEvalSampler(10, rank=r, world_size=world)) for r in range(world)] == [len(s) for s in shares]
+
+
+def test_train_sampler_shuffles_per_epoch_and_splits_ranks() -> None:
+    a, b = train_sampler(20, seed=3, rank=0, world_size=2), train_sampler(20, seed=3, rank=1, world_size=2)
+    epoch0 = list(a)
+    assert sorted(epoch0 + list(b)) == list(range(20)) and epoch0 != list(range(0, 20, 2))
+    a.set_epoch(1)
+    assert list(a) != epoch0
+    a.set_epoch(0)
+    assert list(a) == epoch0  # reproducible per (seed, epoch)
+    with pytest.raises(ValueError, match="rank"):
+        ShardedEvalSampler(5, rank=2, world_size=2)
+
+
+def test_class_order_is_checked_when_loading_state(dataset_root: Path) -> None:
+    dm = KineticsDataModule(str(dataset_root), "train.csv", **SMALL)
+    state = dm.state_dict()
+    assert state == {"classes": ["abseiling", "yoga"]}
+    dm.load_state_dict(state)
+    with pytest.raises(ValueError, match="class order"):
+        dm.load_state_dict({"classes": ["yoga", "abseiling"]})
+
+
+def test_bad_arguments_are_named(dataset_root: Path) -> None:
+    with pytest.raises(ValueError, match="root"):
+        KineticsDataModule(str(dataset_root / "nope"), "train.csv")
+    with pytest.raises(ValueError, match="missing.csv"):
+        KineticsDataModule(str(dataset_root), "missing.csv", **SMALL)
+    with pytest.raises(ValueError, match="backend"):
+        KineticsDataModule(str(dataset_root), "train.csv", backend="opencv", **SMALL)
+    with pytest.raises(ValueError, match="crop_size"):
+        KineticsDataModule(str(dataset_root), "train.csv", **{**SMALL, "crop_size": 64})
+    dm = KineticsDataModule(str(dataset_root), "train.csv", **SMALL)
+    with pytest.raises(ValueError, match="no test annotations"):
+        dm.test_dataloader()
+    assert dm.val_dataloader() == []  # fit without validation data
+
+
+class _Recorder(L.LightningModule):
+    """Minimal module: a linear layer on the mean colour; records what the loaders gave it."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, num_classes)
+        self.seen: dict[str, list] = {"epochs": [], "val_index": [], "test_index": [], "skipped": []}
+
+    def training_step(self, batch, batch_idx):
+        self.seen["epochs"].append(self.trainer.train_dataloader.sampler.epoch)
+        return torch.nn.functional.cross_entropy(self.head(batch["video"].mean(dim=(2, 3, 4))), batch["label"])
+
+    def validation_step(self, batch, batch_idx):
+        self.seen["val_index"] += batch["video_index"].tolist()
+
+    def test_step(self, batch, batch_idx):
+        self.seen["skipped"] += [s["path"] for s in batch["skipped"]]
+        if batch["video"] is not None:
+            self.seen["test_index"] += batch["video_index"].tolist()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_fit_and_test(dataset_root: Path) -> None:
+    dm = KineticsDataModule(str(dataset_root), "train.csv", test="train.csv", batch_size=2, test_views=(2, 1), **SMALL)
+    model = _Recorder(dm.num_classes)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert sorted(set(model.seen["epochs"])) == [0, 1]  # Lightning called set_epoch on our sampler
+    assert model.seen["val_index"] == []  # no val data: the loop is skipped, fit still runs
+    trainer.test(model, datamodule=dm, verbose=False)
+    assert sorted(model.seen["test_index"]) == [0, 1, 3, 4, 5] and len(model.seen["skipped"]) == 1
