@@ -98,6 +98,11 @@ def inflate_weight(weight_2d: torch.Tensor, time: int, mode: str = "mean") -> to
     return out
 
 
+def _some(items: list[str], limit: int = 12, sep: str = ", ") -> str:
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
 def _is_torchvision_2d(state: Mapping[str, torch.Tensor]) -> bool:
     return "conv1.weight" in state and state["conv1.weight"].dim() == 4 and any(k.startswith("layer1.") for k in state)
 
@@ -209,15 +214,13 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
     missing_inserted = [k for k in missing if k in inserted]
     # BatchNorm's step counter is absent from PySlowFast / Caffe2-converted checkpoints: harmless.
     missing = [k for k in missing if k not in inserted and not k.endswith("num_batches_tracked")]
-    if head_reinit and missing:
-        missing = [k for k in missing if k not in head_keys]
     problems = []
     if missing:
-        problems.append(f"missing keys (not in the checkpoint): {', '.join(missing)}")
+        problems.append(f"{len(missing)} missing keys (not in the checkpoint): {_some(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys (not in the model): {', '.join(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected keys (not in the model): {_some(unexpected)}")
     if mismatched:
-        problems.append(f"shape mismatches: {'; '.join(mismatched)}")
+        problems.append(f"{len(mismatched)} shape mismatches: {_some(mismatched, sep='; ')}")
     if problems:
         name = str(weights) if isinstance(weights, (str, Path)) else "state dict"
         raise ValueError(f"weights: {name} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))

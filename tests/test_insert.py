@@ -1,0 +1,135 @@
+# Tests for videoattn.models.insert: blocks inserted into models we did not write
+# (torchvision's r3d_18, pytorchvideo's x3d_s) by path and glob, after a module or
+# inside a residual branch, channels inferred, errors that list the paths.
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from pytorchvideo.models import hub
+
+from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
+from videoattn.models import Inserted, insert_blocks, match_paths
+
+
+def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model
+
+
+def run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def blocks_of(model: nn.Module) -> dict[str, nn.Module]:
+    return {path: m.block for path, m in model.named_modules() if isinstance(m, Inserted)}
+
+
+def wake(block: nn.Module) -> None:
+    """Move a block off its identity initialisation."""
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+
+
+X = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def r3d() -> nn.Module:
+    torch.manual_seed(0)
+    return pretend_pretrained(torchvision.models.video.r3d_18(num_classes=10))
+
+
+def test_inside_residual_branches_of_torchvision_r3d(r3d: nn.Module) -> None:
+    before = run(r3d, X)
+    model, paths = insert_blocks(r3d, "gc", "layer3.*", position="inside")
+    assert model is r3d
+    assert paths == ["layer3.0.conv2.1", "layer3.1.conv2.1"]  # after BN of the branch, not in downsample
+    blocks = blocks_of(model)
+    assert list(blocks) == paths and all(isinstance(b, GlobalContext3d) and b.in_channels == 256 for b in blocks.values())
+    torch.testing.assert_close(run(model, X), before)  # GC is the identity at init
+    wake(blocks[paths[1]])
+    assert not torch.allclose(run(model, X), before)  # and it is on the forward path
+
+
+def test_after_a_module_by_path(r3d: nn.Module) -> None:
+    before = run(r3d, X)
+    model, paths = insert_blocks(r3d, "nl", ["layer3.1", "layer2.0"], instantiation="dot_product")
+    assert paths == ["layer2.0", "layer3.1"]  # model order
+    blocks = blocks_of(model)
+    assert [b.in_channels for b in blocks.values()] == [128, 256]
+    assert all(b.instantiation == "dot_product" for b in blocks.values())
+    torch.testing.assert_close(run(model, X), before)
+    wake(blocks["layer3.1"])
+    assert not torch.allclose(run(model, X), before)
+
+
+def test_pytorchvideo_x3d_s() -> None:
+    torch.manual_seed(0)
+    x3d = pretend_pretrained(hub.x3d_s(pretrained=False))
+    trunk = lambda m: nn.Sequential(*m.blocks[:-1])  # noqa: E731  (its head pools a fixed 13x5x5)
+    before = run(trunk(x3d), X)
+    _, se_paths = insert_blocks(x3d, SqueezeExcite3d, "blocks.2.res_blocks.*", position="inside", ratio=1 / 4)
+    assert se_paths == [f"blocks.2.res_blocks.{i}.branch2.norm_c" for i in range(len(x3d.blocks[2].res_blocks))]
+    _, nl_paths = insert_blocks(x3d, NonLocal3d, "blocks.3.res_blocks.1")
+    _, cg_paths = insert_blocks(x3d, "cgnl", "blocks.4.res_blocks.0", groups=4)
+    blocks = blocks_of(x3d)
+    assert set(blocks) == {*se_paths, *nl_paths, *cg_paths}
+    assert blocks[se_paths[0]].fc1.in_channels == 48 and blocks[se_paths[0]].fc1.out_channels == 12
+    assert blocks[nl_paths[0]].in_channels == 96
+    assert isinstance(blocks[cg_paths[0]], CGNL3d) and blocks[cg_paths[0]].in_channels == 192
+    after = run(trunk(x3d), X)
+    assert after.shape == before.shape
+    assert not torch.allclose(after, before)  # SE rescales channels
+    for path in se_paths:  # without the SE blocks the model is its old self: NL and CGNL are identities
+        wrapper = x3d.get_submodule(path.rpartition(".")[0])
+        wrapper.norm_c = wrapper.norm_c.module
+    torch.testing.assert_close(run(trunk(x3d), X), before)
+
+
+def test_no_match_lists_available_paths(r3d: nn.Module) -> None:
+    with pytest.raises(ValueError, match=r"'layer9\.\*' matches no module.*layer1\.0, layer1\.1, layer2\.0"):
+        insert_blocks(r3d, "nl", "layer9.*")
+    assert not blocks_of(r3d)
+
+
+def test_glob_star_stays_within_one_segment(r3d: nn.Module) -> None:
+    assert match_paths(r3d, "layer3.*") == ["layer3.0", "layer3.1"]
+    assert match_paths(r3d, "layer*.1") == ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+    assert match_paths(r3d, ["layer4.1", "layer4.?"]) == ["layer4.0", "layer4.1"]
+
+
+def test_bad_arguments(r3d: nn.Module) -> None:
+    with pytest.raises(ValueError, match="position must be one of"):
+        insert_blocks(r3d, "nl", "layer3.1", position="before")
+    with pytest.raises(ValueError, match="unknown block 'attention'"):
+        insert_blocks(r3d, "attention", "layer3.1")
+    with pytest.raises(ValueError, match="no norm layer in a residual branch"):
+        insert_blocks(r3d, "gc", "layer3.1.relu", position="inside")
+    with pytest.raises(ValueError, match="cannot infer the channels"):
+        insert_blocks(r3d, "gc", "layer3.1.relu")
+    _, paths = insert_blocks(r3d, lambda c, **kw: nn.Identity(), "layer3.1.relu", in_channels=256)
+    assert paths == ["layer3.1.relu"]
+
+
+def test_inserted_model_copies_and_round_trips(r3d: nn.Module) -> None:
+    insert_blocks(r3d, "nl", "layer3.1")
+    wake(blocks_of(r3d)["layer3.1"])
+    clone = copy.deepcopy(r3d)
+    assert blocks_of(clone)["layer3.1"] is not blocks_of(r3d)["layer3.1"]
+    fresh = insert_blocks(torchvision.models.video.r3d_18(num_classes=10), "nl", "layer3.1")[0]
+    fresh.load_state_dict(r3d.state_dict())  # strict: same keys
+    torch.testing.assert_close(run(fresh, X), run(r3d, X))
