@@ -1,0 +1,71 @@
+# Tests for videoattn.models.flops and the `videoattn models` / `videoattn flops` tools:
+# FLOPs as multiply-adds, the SDPA handle, per-block costs of a preset.
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from fvcore.nn import FlopCountAnalysis
+
+from videoattn.blocks import NonLocal3d
+from videoattn.models import create_model, list_models
+from videoattn.models.flops import flop_counter, model_card, model_inputs
+from videoattn.tools import flops as flops_tool
+from videoattn.tools import models as models_tool
+
+
+def test_conv_flops_are_multiply_adds() -> None:
+    conv = nn.Conv3d(3, 4, kernel_size=(1, 3, 3), padding=(0, 1, 1), bias=False)
+    # 4 x 2 x 8 x 8 outputs, each 3 x 1 x 3 x 3 multiply-adds
+    assert flop_counter(conv, torch.zeros(1, 3, 2, 8, 8)).total() == 4 * 2 * 8 * 8 * 27
+
+
+def test_sdpa_is_counted_like_the_matmul_route() -> None:
+    torch.manual_seed(0)
+    fused, matmul = NonLocal3d(32, impl="fused").eval(), NonLocal3d(32, impl="matmul").eval()
+    x = torch.zeros(1, 32, 4, 8, 8)
+    with torch.no_grad():
+        ours_fused, ours_matmul = flop_counter(fused, x).total(), flop_counter(matmul, x).total()
+        plain = FlopCountAnalysis(fused, (x,)).unsupported_ops_warnings(False).total()
+    # theta.phi: L x Np x C/2, attention.g: L x Np x C/2 with L = 256, Np = 64
+    assert ours_fused == ours_matmul
+    assert ours_fused - plain == 256 * 64 * 16 * 2  # what fvcore alone misses
+
+
+@pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "slowfast_tiny_nl"])
+def test_model_card_block_costs_add_up(name: str) -> None:
+    card, base = model_card(name, num_classes=10), model_card(name.rsplit("_", 1)[0], num_classes=10)
+    model = create_model(name, num_classes=10)
+    assert card.params == sum(p.numel() for p in model.parameters())
+    assert card.params - base.params == sum(b.params for b in card.blocks)
+    assert card.flops - base.flops == sum(b.flops for b in card.blocks)
+    assert card.blocks and all(b.flops > 0 and b.params > 0 for b in card.blocks)
+    assert card.input_shape == ("8x112x112 + 32x112x112" if "slowfast" in name else "8x112x112")
+
+
+def test_model_inputs_follow_the_recipe() -> None:
+    assert model_inputs("i3d_r50").shape == (1, 3, 8, 224, 224)
+    slow, fast = model_inputs("slowfast_r50", batch=2)
+    assert slow.shape == (2, 3, 8, 224, 224) and fast.shape == (2, 3, 32, 224, 224)
+    assert model_inputs("i3d_tiny", frames=(4,), crop_size=64).shape == (1, 3, 4, 64, 64)
+
+
+def test_models_tool_lists_models(capsys) -> None:
+    assert models_tool.main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in list_models())
+    assert models_tool.main(["tiny_n"]) == 0
+    assert capsys.readouterr().out.split("\n")[0].startswith("i3d_tiny_nl ")
+    assert models_tool.main(["r34"]) == 1
+
+
+def test_flops_tool_prints_model_and_block_costs(capsys) -> None:
+    assert flops_tool.main(["i3d_tiny_gc", "--frames", "4", "--crop-size", "64"]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    params = sum(p.numel() for p in create_model("i3d_tiny_gc").parameters())
+    assert lines[0].startswith(f"i3d_tiny_gc: input 4x64x64, {params / 1e6:.2f} M parameters, ")
+    assert lines[0].endswith("GFLOPs per view")
+    assert lines[1].startswith("inserted blocks (3):")
+    assert [line.split()[0] for line in lines[2:]] == [f"blocks.{i}.res_blocks.0.branch2.norm_c" for i in (3, 4, 5)]
+    assert flops_tool.main(["i3d_r34"]) == 2
+    assert "valid names" in capsys.readouterr().out
