@@ -18,6 +18,9 @@ from videoattn.module import NonFiniteLossError, VideoClassifier
 
 __all__ = ["VideoCLI", "cli_main"]
 
+# model arguments that belong to a run, not to the trained model: never taken from --ckpt_path
+RUN_OPTIONS = ("predictions_csv", "test_aggregate", "precise_bn_batches", "freeze_backbone")
+
 
 def _checkpoint_dir(root: str | None) -> str:
     return os.path.join(root or ".", "checkpoints")
@@ -41,21 +44,45 @@ class VideoCLI(LightningCLI):
     """LightningCLI with videoattn's links and defaults (see the module header)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Two checkpoint callbacks: the best by val/top1, and "last.ckpt" rewritten at every
+        # epoch end. (Since Lightning 2.6, save_last=True only writes when a top-k checkpoint
+        # was written in the same step, i.e. not after an epoch that did not improve.)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/top1",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 1,
                 "checkpoint.filename": "best-epoch{epoch:03d}",
                 "checkpoint.auto_insert_metric_name": False,
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.filename": "last",
             }
         )
         # a fixed folder (not the logger's version_N), so that `--ckpt_path last` resumes
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        for key in ("checkpoint", "last_checkpoint"):
+            parser.link_arguments("trainer.default_root_dir", f"{key}.dirpath", compute_fn=_checkpoint_dir)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning applies the checkpoint's hyperparameters over the whole model config. Keep
+        that for the architecture, but not for the options of this run (which would silently
+        drop ``--model.predictions_csv``) nor ``weights`` (the checkpoint holds the weights)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not os.path.isfile(ckpt_path):
+            return  # nothing to read ("last"/"best" are resolved later by the Trainer)
+        given = self.config[subcommand].get("model")
+        keep = {k: given.get(k) for k in RUN_OPTIONS} if given is not None else {}
+        super()._parse_ckpt_path()
+        model = self.config[subcommand].get("model")
+        if model is not None:
+            for key, value in keep.items():
+                model[key] = value
+            model["weights"] = None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})

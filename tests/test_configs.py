@@ -1,0 +1,71 @@
+# Every file in configs/ parses with the videoattn CLI: recipes alone, deltas stacked on the
+# base named in their "# stack on:" line. Backbone names must be registered models.
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from videoattn.lightning_cli import VideoCLI
+from videoattn.models import list_models
+from videoattn.module import VideoClassifier
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FILES = sorted(CONFIGS.glob("*.yaml"))
+
+
+class _ParseOnly(VideoCLI):
+    """Parse and type-check, instantiate nothing (the recipes point at data we do not have)."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def _parse(*files: Path) -> Any:
+    args = [a for f in files for a in ("--config", str(f))]
+    from lightning.pytorch import LightningDataModule
+
+    cli = _ParseOnly(VideoClassifier, LightningDataModule, subclass_mode_data=True, args=args, run=False)
+    return cli.config
+
+
+def _base_of(path: Path) -> Path | None:
+    m = re.search(r"^# stack on: (\S+)", path.read_text(), flags=re.M)
+    return CONFIGS.parent / m.group(1) if m else None
+
+
+def test_there_are_recipes_for_every_block_and_a_demo() -> None:
+    names = {f.stem for f in FILES}
+    for arch in ("i3d_r50", "slowfast_r50"):
+        assert {f"k400_{arch}"} | {f"k400_{arch}_{b}" for b in ("nl", "gc", "se", "cgnl")} <= names
+    assert "demo" in names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_config_parses(path: Path) -> None:
+    base = _base_of(path)
+    cfg = _parse(base, path) if base else _parse(path)
+    backbone = cfg.model.backbone
+    assert isinstance(backbone, str) and backbone in list_models(), backbone
+    assert str(cfg.data.class_path).startswith("videoattn.data."), cfg.data.class_path
+    if base is not None:  # a delta changes the model (and its run folder), never the recipe
+        base_cfg = _parse(base)
+        assert backbone != base_cfg.model.backbone
+        for key in ("lr", "weight_decay", "warmup_epochs", "optimizer", "base_batch_size"):
+            assert cfg.model[key] == base_cfg.model[key]
+        assert cfg.data == base_cfg.data and cfg.trainer.max_epochs == base_cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("arch,frames,stride", [("i3d_r50", 8, 8), ("slowfast_r50", 32, 2)])
+def test_recipes_follow_pyslowfast(arch: str, frames: int, stride: int) -> None:
+    cfg = _parse(CONFIGS / f"k400_{arch}.yaml")
+    m, d = cfg.model, cfg.data.init_args
+    assert (m.optimizer, m.lr, m.base_batch_size, m.momentum, m.weight_decay) == ("sgd", 0.1, 64, 0.9, 1e-4)
+    assert (m.warmup_epochs, m.warmup_start_factor, cfg.trainer.max_epochs) == (34, 0.1, 196)
+    assert m.backbone_kwargs == {"dropout": 0.5} and m.precise_bn_batches == 200
+    assert (d.num_frames, d.sampling_rate, d.crop_size, tuple(d.test_views)) == (frames, stride, 224, (10, 3))
+    assert d.batch_size * cfg.trainer.devices == 64
+    assert cfg.checkpoint.monitor == "val/top1" and cfg.last_checkpoint.filename == "last"
+    assert cfg.checkpoint.dirpath == cfg.last_checkpoint.dirpath == f"runs/k400_{arch}/checkpoints"

@@ -1,0 +1,144 @@
+# Tests for videoattn.lightning_cli: `videoattn fit|validate|test` end to end (in-process) on
+# a handful of tiny mp4s with the tiny I3D: checkpoints, logs, class links, config stacking,
+# predictions CSV, the non-finite-loss stop and fine-tuning from a checkpoint.
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import moving_square_frames
+from videoattn.lightning_cli import cli_main
+from videoattn.video_io import write_video
+
+CLASSES = ("archery", "bowling", "cooking")
+
+
+def make_dataset(root: Path, num_videos: int = 5, classes: tuple[str, ...] = CLASSES, bad: tuple[int, ...] = ()) -> Path:
+    """``root/list.txt`` with ``num_videos`` 16-frame 32x40 mp4s (``bad`` ones are not videos)."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(num_videos):
+        name = f"v{i}.mp4"
+        if i in bad:
+            (root / name).write_bytes(b"not a video")
+        else:
+            write_video(root / name, moving_square_frames(16, 32, 40, seed=i))
+        lines.append(f"{name} {classes[i % len(classes)]}")
+    (root / "list.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def write_config(path: Path, data_root: Path, run_dir: Path, *, backbone: str = "i3d_tiny", epochs: int = 1, **model: object) -> Path:
+    """A tiny fit/test config on ``data_root/list.txt`` (train = val = test), CPU, fp32."""
+    cfg = {
+        "seed_everything": 0,
+        "model": {"backbone": backbone, "lr": 0.05, "warmup_epochs": 0.5, **model},
+        "data": {
+            "class_path": "videoattn.data.KineticsDataModule",
+            "init_args": {
+                "root": str(data_root), "train": "list.txt", "val": "list.txt", "test": "list.txt",
+                "num_frames": 4, "sampling_rate": 2, "batch_size": 2, "num_workers": 0,
+                "train_short_side": [32, 40], "crop_size": 32, "test_short_side": 32, "test_crop_size": 32,
+                "test_views": [2, 3],
+            },
+        },
+        "trainer": {
+            "accelerator": "cpu", "devices": 1, "precision": "32-true", "max_epochs": epochs,
+            "default_root_dir": str(run_dir), "enable_model_summary": False, "log_every_n_steps": 1,
+        },
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One 2-epoch fit shared by the tests of this file: (config, run dir)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    data = make_dataset(tmp / "data")
+    cfg = write_config(tmp / "cfg.yaml", data, tmp / "run", epochs=2)
+    cli_main(["fit", "--config", str(cfg)])
+    return cfg, tmp / "run"
+
+
+def test_fit_saves_best_and_last_checkpoints_logs_and_classes(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(n.startswith("best-epoch") for n in ckpts), ckpts
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs x 2 batches (5 videos, batch 2, drop_last)
+    assert ckpt["classes"] == list(CLASSES) and ckpt["hyper_parameters"]["num_classes"] == 3
+    assert any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    rows = list(csv.DictReader(open(run / "logs" / "version_0" / "metrics.csv")))
+    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    assert len(lrs) == 4 and lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warm-up then cosine
+    assert any(r.get("val/top1") for r in rows) and any(r.get("train/top1_epoch") for r in rows)
+
+
+def test_test_subcommand_writes_one_row_per_video(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg, run = trained
+    out = tmp_path / "pred.csv"
+    cli = cli_main(["test", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--model.predictions_csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["video"]).name for r in rows] == [f"v{i}.mp4" for i in range(5)]
+    assert [r["label"] for r in rows] == [CLASSES[i % 3] for i in range(5)]
+    assert all(r["pred"] == r["class_1"] and r["pred"] in CLASSES for r in rows)
+    scores = [[float(r[f"score_{k}"]) for k in (1, 2, 3)] for r in rows]
+    assert all(s[0] >= s[1] >= s[2] and abs(sum(s) - 1) < 1e-4 for s in scores)  # mean of softmax over 3 classes
+    metrics = cli.trainer.callback_metrics
+    assert metrics["test/videos"] == 5
+    assert float(metrics["test/video_top1"]) == pytest.approx(sum(r["pred"] == r["label"] for r in rows) / 5)
+    assert "5 videos evaluated, 0 skipped" in capsys.readouterr().out
+
+
+def test_stacked_configs_overrides_and_links(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, _ = trained
+    delta = tmp_path / "nl.yaml"
+    delta.write_text("model:\n  backbone: i3d_tiny_nl\n")
+    cli = cli_main(["validate", "--config", str(cfg), "--config", str(delta), "--model.lr", "0.01", "--trainer.default_root_dir", str(tmp_path)])
+    model = cli.model
+    assert model.hparams.backbone == "i3d_tiny_nl" and model.hparams.lr == 0.01
+    assert any(type(m).__name__ == "NonLocal3d" for m in model.modules())
+    assert model.hparams.num_classes == 3 and model.hparams.class_names == list(CLASSES)  # linked from data
+    assert not cli.trainer._accelerator_connector.use_distributed_sampler
+
+
+def test_unreadable_test_videos_are_reported_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = make_dataset(tmp_path / "data", num_videos=4, bad=(2,))
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run")
+    cli = cli_main(["test", "--config", str(cfg), "--model.predictions_csv", str(tmp_path / "p.csv")])
+    assert [r["video_index"] for r in cli.model.last_results] == [0, 1, 3]
+    assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 3
+    out = capsys.readouterr().out
+    assert "3 videos evaluated, 1 skipped" in out and "v2.mp4" in out
+
+
+def test_nonfinite_loss_exits_with_the_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = make_dataset(tmp_path / "data", num_videos=4)
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run", lr=1e30, warmup_epochs=0)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs", "3"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "training loss is" in err and "at global step" in err and ".mp4" in err
+
+
+def test_finetune_from_a_checkpoint_to_another_class_count(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = trained
+    last = run / "checkpoints" / "last.ckpt"
+    data = make_dataset(tmp_path / "data", num_videos=4, classes=("jumping", "running"))
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run", weights=str(last), freeze_backbone=True)
+    cli = cli_main(["fit", "--config", str(cfg)])
+    model = cli.model
+    assert model.hparams.num_classes == 2 and model.classes == ["jumping", "running"]
+    source = torch.load(last, weights_only=True)["state_dict"]
+    tuned = model.state_dict()
+    head = {k for k in tuned if k.startswith("backbone.") and (k not in source or tuned[k].shape != source[k].shape)}
+    assert head and all(tuned[k].shape[0] == 2 for k in head)  # the re-initialised 2-class head
+    for k, v in source.items():  # everything else: the checkpoint's weights and BN statistics, untouched
+        if k in tuned and k not in head and k.startswith("backbone."):
+            assert torch.equal(tuned[k], v), k
