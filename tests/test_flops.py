@@ -22,7 +22,7 @@ def test_conv_flops_are_multiply_adds() -> None:
 
 def test_sdpa_is_counted_like_the_matmul_route() -> None:
     torch.manual_seed(0)
-    fused, matmul = NonLocal3d(32, impl="fused").eval(), NonLocal3d(32, impl="matmul").eval()
+    fused, matmul = NonLocal3d(32, impl="sdpa").eval(), NonLocal3d(32, impl="matmul").eval()
     x = torch.zeros(1, 32, 4, 8, 8)
     with torch.no_grad():
         ours_fused, ours_matmul = flop_counter(fused, x).total(), flop_counter(matmul, x).total()
