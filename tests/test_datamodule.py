@@ -43,7 +43,7 @@ def test_classes_known_after_init_without_decoding(dataset_root: Path, monkeypat
 
 
 def test_batches_for_every_stage(dataset_root: Path) -> None:
-    dm = KineticsDataModule(str(dataset_root), "train.csv", "train.csv", "train.csv", "predict.txt", batch_size=3, test_views=(2, 3), **SMALL)
+    dm = KineticsDataModule(str(dataset_root), "train.csv", "train.csv", "train.csv", "predict.txt", batch_size=3, test_batch_size=2, test_views=(2, 3), **SMALL)
     train = list(dm.train_dataloader())
     assert len(train) == 2
     for batch in train:
@@ -72,8 +72,9 @@ def test_slowfast_and_repeated_augmentation_batches(dataset_root: Path) -> None:
     rows = slow.shape[0]
     assert rows in (4, 2) and slow.shape[1:] == (3, 2, 32, 32) and fast.shape == (rows, 3, 8, 32, 32)
     assert batch["label"].shape == (rows,) and batch["video_index"].tolist()[0] == batch["video_index"].tolist()[1]
+    assert dm.test_batch_size == 1  # default: batch_size // views videos, at least one
     slow, fast = next(iter(dm.test_dataloader()))["video"]
-    assert slow.shape == (2, 2, 3, 2, 32, 32) and fast.shape == (2, 2, 3, 8, 32, 32)
+    assert slow.shape == (1, 2, 3, 2, 32, 32) and fast.shape == (1, 2, 3, 8, 32, 32)
 
 
 def test_all_failed_batch() -> None:

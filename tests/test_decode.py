@@ -66,6 +66,13 @@ def test_seek_lands_on_the_right_frame_in_a_later_gop(make_video, monkeypatch) -
     assert len(seeks) == 4  # one pass per read, never a second attempt from the start
 
 
+@pytest.mark.parametrize("case", ["h264_29.97fps", "vp9"])
+def test_decoder_threads_give_the_same_frames(make_video, case: str) -> None:
+    path = make_video(f"{case}.mp4", num_frames=50, **CASES[case])
+    frames = read_frames(path, INDICES, threads=2, fallback=False)
+    assert np.array_equal(frames.numpy(), sequential_decode(path)[INDICES])
+
+
 def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
     path = make_video("u.mp4", num_frames=20)
     seen = []

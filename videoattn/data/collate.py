@@ -9,7 +9,19 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["VideoCollate"]
+__all__ = ["VideoCollate", "empty_for_transfer"]
+
+
+def empty_for_transfer(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.empty(shape)``, placed in shared memory when called in a DataLoader worker, so
+    sending it to the main process does not copy it again (as torch's default_collate does)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= int(n)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=dtype).new(storage).view(*shape)
 
 
 class VideoCollate:
@@ -43,6 +55,12 @@ class VideoCollate:
         return {"video": video, "label": label, "video_index": video_index, "path": paths, "skipped": skipped}
 
     def _join(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        if self.mode in ("train", "val"):
-            return torch.cat(tensors)  # [sum K, C, T, H, W]
-        return torch.stack(tensors)  # [B, V, C, T, H, W]
+        stack = self.mode not in ("train", "val")  # test: [B, V, C, T, H, W]; else [sum K, C, T, H, W]
+        if len(tensors) == 1 and tensors[0].is_shared():  # already in shared memory: no copy
+            return tensors[0].unsqueeze(0) if stack else tensors[0]
+        first = tensors[0]
+        if stack:
+            out = empty_for_transfer((len(tensors), *first.shape), first.dtype)
+            return torch.stack(tensors, out=out)
+        out = empty_for_transfer((sum(t.shape[0] for t in tensors), *first.shape[1:]), first.dtype)
+        return torch.cat(tensors, out=out)

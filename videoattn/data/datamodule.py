@@ -37,8 +37,9 @@ class KineticsDataModule(L.LightningDataModule):
         num_frames, sampling_rate: clip length T and stride tau in frames (fast pathway for
             SlowFast).
         batch_size: videos per batch (train: each gives ``clips_per_video`` rows).
-        test_batch_size: videos per test/predict batch (default ``batch_size``); each carries
-            ``test_views[0] * test_views[1]`` views.
+        test_batch_size: videos per test/predict batch; each carries ``test_views[0] *
+            test_views[1]`` views. Default ``max(1, batch_size // views)``, about as many clips
+            per forward pass as in training (1 video for 10 x 3 views and batch_size 8).
         test_views: (temporal clips, spatial crops); crops 3 (along the long side) or 1 (centre).
         train_short_side: (min, max) of the random short-side scale; crop_size: train/val crop.
         test_short_side, test_crop_size: short side for val/test; crop size of test views.
@@ -103,7 +104,8 @@ class KineticsDataModule(L.LightningDataModule):
         if not self.classes:
             raise ValueError("no class names found: the annotations are unlabelled, pass `classes`")
         self.records: dict[str, list[VideoRecord]] = {s: to_records(r, self.classes, self.sources[s] or "") for s, r in raw.items()}
-        self.batch_size, self.test_batch_size = batch_size, test_batch_size or batch_size
+        views = int(test_views[0]) * int(test_views[1])
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size or max(1, batch_size // views)
         self.num_workers, self.seed = num_workers, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0

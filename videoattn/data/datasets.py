@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from videoattn.data.annotations import VideoRecord
+from videoattn.data.collate import empty_for_transfer
 from videoattn.data.decode import decode_frames
 from videoattn.data.sampling import SHORT_VIDEO_MODES, random_clip, uniform_clips
 from videoattn.data.transforms import (
@@ -163,9 +164,16 @@ class VideoClipDataset(Dataset):
             return uniform_clips(n, t, tau, num_clips, short_video=self.short_video).reshape(-1)
 
         frames, inverse = self._decode(path, select)
-        frames = short_side_resize(frames, self.test_short_side)  # each distinct frame resized once
-        clips = frames[inverse].view(num_clips, t, *frames.shape[1:])  # [clips, T, 3, h, w]
-        views = torch.stack(spatial_crops(clips, crop, num_crops), dim=1)  # [clips, crops, T, 3, crop, crop]
-        views = views.flatten(0, 1)  # [V, T, 3, crop, crop], V = clips * crops, temporal-major
-        return normalize(views, self.mean, self.std)  # [V, 3, T, crop, crop]
+        # Each distinct frame is resized and normalised once; views are then cut from those
+        # float frames straight into the output (one copy of the largest tensor, no temporaries).
+        frames = short_side_resize(frames, self.test_short_side)  # [U, 3, h, w] uint8
+        frames = normalize(frames, self.mean, self.std).transpose(0, 1)  # [U, 3, h, w] float
+        windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
+        out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop))  # [V, C, T, crop, crop]
+        for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views
+            for s, window in enumerate(windows):
+                view = out[k * num_crops + s]  # [C, T, crop, crop]
+                for j, u in enumerate(clip):
+                    view[:, j].copy_(window[u])
+        return out
 

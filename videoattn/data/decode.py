@@ -282,20 +282,29 @@ class _PyAVReader:
         first_pts, last_pts = int(self.pts[indices[0]]), int(self.pts[indices[-1]])
         wanted = {int(self.pts[i]): k for k, i in enumerate(indices)}
         out: list[np.ndarray | None] = [None] * len(indices)
-        got, started = 0, False
-        for frame in self.container.decode(self.stream):
-            if frame.pts is None:
-                return None
-            if not started:
-                started = True
-                if frame.pts > first_pts:
+        got, started, done = 0, False, False
+        context = self.stream.codec_context
+        for packet in self.container.demux(self.stream):
+            # A frame nobody asked for is skipped if no other frame references it (a non-reference
+            # B-frame): between the keyframe and the clip, and between the clip's strided frames.
+            context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+            for frame in packet.decode():
+                if frame.pts is None:
                     return None
-            k = wanted.get(frame.pts)
-            if k is not None and out[k] is None:
-                out[k] = frame.to_ndarray(format="rgb24")
-                got += 1
-            if frame.pts >= last_pts or got == len(indices):
+                if not started:
+                    started = True
+                    if frame.pts > first_pts:
+                        return None
+                k = wanted.get(frame.pts)
+                if k is not None and out[k] is None:
+                    out[k] = frame.to_ndarray(format="rgb24")
+                    got += 1
+                if frame.pts >= last_pts or got == len(indices):
+                    done = True
+                    break
+            if done:
                 break
+        context.skip_frame = "DEFAULT"
         if got < len(indices):
             missing = [int(indices[k]) for k, f in enumerate(out) if f is None]
             raise DecodeError(self.path, f"decoding stopped before frame {missing[0]} of {self.num_frames}")

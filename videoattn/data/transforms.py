@@ -92,10 +92,12 @@ def normalize(
     """uint8 [..., T, 3, H, W] -> float32 [..., 3, T, H, W], (x / 255 - mean) / std."""
     if x.ndim < 4 or x.shape[-3] != 3:
         raise ValueError(f"expected [..., T, 3, H, W], got {tuple(x.shape)}")
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    y = (x.float() / 255.0 - m) / s  # [..., T, 3, H, W]
-    return y.transpose(-4, -3).contiguous()  # [..., 3, T, H, W]
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32).view(3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=torch.float32).view(3, 1, 1)
+    shape = (*x.shape[:-4], 3, x.shape[-4], *x.shape[-2:])
+    y = torch.empty(shape, dtype=torch.float32).transpose(-4, -3)  # [..., T, 3, H, W] view of the output
+    y.copy_(x).mul_(scale).sub_(shift)  # in place: (x / 255 - mean) / std
+    return y.transpose(-4, -3)  # [..., 3, T, H, W], contiguous
 
 
 def pack_pathways(video: torch.Tensor, alpha: int) -> list[torch.Tensor]:

@@ -1,0 +1,184 @@
+# Data-loading benchmark: videoattn's VideoClipDataset against pytorchvideo 0.1.5's
+# LabeledVideoDataset (PyAV decoder, decode_audio=False, its Kinetics recipe's transforms
+# written on tensors because pytorchvideo.transforms does not import), on Kinetics-like files
+# (10 s, 30 fps, 340x256 H.264) that the script writes. One DataLoader worker each, batches of one video.
+#   train: 8x8 clips/s (random clip, short side 256-320, crop 224, flip, normalise)
+#   test : 10x3-view videos/s (short side 256, three 256 crops)
+#   floor: the train loader's time per clip against read_frames() of the same frames alone
+#   backends: read_frames with PyAV vs decord on the same train clips
+# Prints medians over --repeats runs and the ratios; absolute times on a shared machine are noise.
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from videoattn.data.annotations import VideoRecord
+from videoattn.data.collate import VideoCollate
+from videoattn.data.datasets import VideoClipDataset
+from videoattn.data.decode import read_frames
+from videoattn.data.sampling import random_clip
+from videoattn.video_io import write_video
+
+T, TAU, FPS = 8, 8, 30
+MEAN, STD = 0.45, 0.225
+
+
+def kinetics_like_video(path: Path, seed: int, seconds: int = 10, width: int = 340, height: int = 256) -> Path:
+    """A panning textured background with a moving object: compresses like real footage
+    (x264 default GOP 250, CRF 23), not like noise or flat colour."""
+    rng = np.random.default_rng(seed)
+    n = seconds * FPS
+    texture = rng.integers(0, 256, (height // 8 + 1, (width + 4 * n) // 8 + 2, 3), dtype=np.uint8)
+    texture = np.repeat(np.repeat(texture, 8, axis=0), 8, axis=1)[:height]
+    frames = np.empty((n, height, width, 3), dtype=np.uint8)
+    for i in range(n):
+        frames[i] = texture[:, 2 * i : 2 * i + width]
+        x = int((width - 60) * (0.5 + 0.5 * math.sin(i / 20)))
+        frames[i, 100:160, x : x + 60] = (230, 60, 60)
+    return write_video(path, frames, fps=FPS, codec="libx264", crf=23)
+
+
+# ------------------------------------------------------------------ pytorchvideo anchor
+
+
+def _ptv_common(video: torch.Tensor) -> torch.Tensor:
+    """pytorchvideo recipe on float [C, T', H, W] in 0..255: UniformTemporalSubsample(T), Div255,
+    Normalize (written on tensors as pytorchvideo.transforms does)."""
+    t = video.shape[1]
+    idx = torch.clamp(torch.linspace(0, t - 1, T), 0, t - 1).long()
+    video = torch.index_select(video, 1, idx) / 255.0
+    return (video - MEAN) / STD
+
+
+def _ptv_short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """pytorchvideo.transforms.functional.short_side_scale: bilinear float interpolate."""
+    c, t, h, w = x.shape
+    new_h, new_w = (size, int(math.floor(w / h * size))) if w >= h else (int(math.floor(h / w * size)), size)
+    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+
+
+class PtvTrainTransform:
+    def __call__(self, sample: dict) -> dict:
+        x = _ptv_short_side_scale(_ptv_common(sample["video"]), int(torch.randint(256, 321, (1,))))
+        h, w = x.shape[-2:]
+        top, left = int(torch.randint(h - 224 + 1, (1,))), int(torch.randint(w - 224 + 1, (1,)))
+        x = x[..., top : top + 224, left : left + 224]
+        if torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return {"video": x, "label": sample["label"]}
+
+
+class PtvTestTransform:
+    def __call__(self, sample: dict) -> dict:
+        x = _ptv_short_side_scale(_ptv_common(sample["video"]), 256)
+        h, w = x.shape[-2:]
+        crops = [x[..., (h - 256) // 2 : (h - 256) // 2 + 256, left : left + 256] for left in (0, (w - 256) // 2, w - 256)]
+        return {"video": torch.stack(crops), "label": sample["label"], "video_index": sample["video_index"], "clip_index": sample["clip_index"]}
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def ptv_loader(paths: list[str], mode: str, clips: int) -> DataLoader:
+    import pytorchvideo.data as ptv
+
+    if mode == "train":
+        sampler = ptv.make_clip_sampler("random", T * TAU / FPS)
+        transform = PtvTrainTransform()
+    else:
+        sampler = ptv.make_clip_sampler("constant_clips_per_video", T * TAU / FPS, 10)
+        transform = PtvTestTransform()
+    ds = ptv.LabeledVideoDataset([(p, {"label": 0}) for p in paths], sampler, torch.utils.data.SequentialSampler, transform, decode_audio=False, decoder="pyav")
+    return DataLoader(ds, batch_size=1, num_workers=1, worker_init_fn=_worker_init)
+
+
+def ours_loader(paths: list[str], mode: str, backend: str | None = None) -> DataLoader:
+    records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
+    ds = VideoClipDataset(records, mode, num_frames=T, sampling_rate=TAU, test_views=(10, 3), backend=backend)
+    return DataLoader(ds, batch_size=1, num_workers=1, collate_fn=VideoCollate(mode), worker_init_fn=_worker_init)
+
+
+# --------------------------------------------------------------------------------- timing
+
+
+def time_loader(make_loader, items: int) -> float:
+    """Seconds per item (clip or video) after the first one (worker start-up excluded)."""
+    loader = make_loader()
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    got = 0
+    for _ in range(items):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        got += 1
+    elapsed = time.perf_counter() - start
+    del it
+    return elapsed / max(got, 1)
+
+
+def time_read_frames(paths: list[str], clips: int, backend: str) -> float:
+    """Seconds per train clip for decoding its frames alone (the floor), one thread."""
+    g = torch.Generator().manual_seed(0)
+    jobs = [(paths[i % len(paths)], random_clip(FPS * 10, T, TAU, generator=g)) for i in range(clips)]
+    start = time.perf_counter()
+    for path, idx in jobs:
+        read_frames(path, idx, backend=backend, fallback=False)
+    return (time.perf_counter() - start) / clips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--videos", type=int, default=6)
+    parser.add_argument("--train-clips", type=int, default=24, help="clips timed per train run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default=None, help="where to write the videos (default: a temp dir)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        paths = []
+        for i in range(args.videos):
+            p = root / f"k{i}.mp4"
+            if not p.exists():
+                kinetics_like_video(p, seed=i)
+            paths.append(str(p))
+        size_kb = statistics.mean(Path(p).stat().st_size for p in paths) / 1024
+        print(f"{args.videos} videos, 10 s, 30 fps, 340x256 H.264 (mean {size_kb:.0f} kB); medians of {args.repeats} runs; 1 worker, 1 thread")
+        rows: dict[str, list[float]] = {k: [] for k in ("ours_train", "ptv_train", "ours_test", "ptv_test", "floor_pyav", "floor_decord")}
+        for _ in range(args.repeats):
+            # train: a repeated path list gives enough clips for pytorchvideo's one-clip-per-video iteration
+            many = (paths * (args.train_clips // len(paths) + 2))[: args.train_clips + 1]
+            rows["ours_train"].append(time_loader(lambda: ours_loader(many, "train"), args.train_clips))
+            rows["ptv_train"].append(time_loader(lambda: ptv_loader(many, "train", 1), args.train_clips))
+            rows["ours_test"].append(time_loader(lambda: ours_loader(paths, "test"), len(paths) - 1))
+            # pytorchvideo yields one item per temporal clip (3 crops each): 10 items per video
+            rows["ptv_test"].append(10 * time_loader(lambda: ptv_loader(paths, "test", 10), 10 * (len(paths) - 1)))
+            rows["floor_pyav"].append(time_read_frames(paths, args.train_clips, "pyav"))
+            rows["floor_decord"].append(time_read_frames(paths, args.train_clips, "decord"))
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        print(f"\n{'what':<44}{'videoattn':>12}{'pytorchvideo':>14}{'ratio':>8}")
+        print(f"{'train 8x8 clips/s':<44}{1 / med['ours_train']:>12.2f}{1 / med['ptv_train']:>14.2f}{med['ptv_train'] / med['ours_train']:>7.2f}x")
+        print(f"{'test 10x3-view videos/s':<44}{1 / med['ours_test']:>12.2f}{1 / med['ptv_test']:>14.2f}{med['ptv_test'] / med['ours_test']:>7.2f}x")
+        print(f"\nfloor: read_frames of the 8 train frames (PyAV) {1000 * med['floor_pyav']:.1f} ms/clip; train loader {1000 * med['ours_train']:.1f} ms/clip "
+              f"= {med['ours_train'] / med['floor_pyav']:.2f}x the floor")
+        print(f"backends, read_frames per train clip: PyAV {1000 * med['floor_pyav']:.1f} ms, decord {1000 * med['floor_decord']:.1f} ms "
+              f"(decord/PyAV {med['floor_decord'] / med['floor_pyav']:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
