@@ -117,3 +117,11 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("label,youtube_id,time_start,time_end,split\nyoga,abc,,10,train\n")
     with pytest.raises(ValueError, match="bad.csv: row 0"):
         load_annotations("bad.csv", tmp_path)
+
+
+def test_committed_kinetics400_class_list() -> None:
+    path = Path(__file__).resolve().parents[1] / "data" / "kinetics400_classes.txt"
+    names = read_class_list(path)
+    assert len(names) == 400 and names == sorted(names)
+    assert names[:3] == ["abseiling", "air drumming", "answering questions"] and names[-1] == "zumba"
+    assert "passing American football (not in game)" in names and "massaging person's head" in names
