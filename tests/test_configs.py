@@ -49,7 +49,7 @@ def test_config_parses(path: Path) -> None:
     cfg = _parse(base, path) if base else _parse(path)
     backbone = cfg.model.backbone
     assert isinstance(backbone, str) and backbone in list_models(), backbone
-    assert str(cfg.data.class_path).startswith("videoattn.data."), cfg.data.class_path
+    assert str(cfg.data.class_path).startswith("videoattn."), cfg.data.class_path
     if base is not None:  # a delta changes the model (and its run folder), never the recipe
         base_cfg = _parse(base)
         assert backbone != base_cfg.model.backbone

@@ -1,0 +1,55 @@
+# DDP on the CPU (gloo) through the CLI, in subprocesses (strategy="ddp" re-launches the
+# script): a 2-process fit, then multi-view tests with 1 and 2 processes on an odd number of
+# videos must count every video once and give identical per-video predictions.
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from test_lightning_cli import make_dataset, write_config
+from videoattn.lightning_cli import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "videoattn.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"videoattn {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_ddp_fit_then_test_counts_each_video_once_with_any_process_count(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", num_videos=5)  # odd: 3 + 2 videos over 2 processes
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run", epochs=1)
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false"]
+    run_cli("fit", "--config", str(cfg), *ddp, cwd=tmp_path)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["global_step"] == 1  # 5 videos over 2 processes: 3 each (padded), batch 2, drop_last
+
+    outs = {}
+    for n in (1, 2):
+        outs[n] = tmp_path / f"pred{n}.csv"
+        args = ["test", "--config", str(cfg), "--ckpt_path", str(ckpt), "--model.predictions_csv", str(outs[n])]
+        if n == 1:  # one process: in this interpreter
+            assert cli_main(args).trainer.callback_metrics["test/videos"] == 5
+        else:
+            proc = run_cli(*args, *ddp, cwd=tmp_path)
+            assert "5 videos evaluated, 0 skipped" in proc.stdout, proc.stdout[-2000:]
+    one, two = _rows(outs[1]), _rows(outs[2])
+    assert [Path(r["video"]).name for r in two] == [f"v{i}.mp4" for i in range(5)]  # each video once, in order
+    assert [r["video_index"] for r in one] == [r["video_index"] for r in two]
+    for a, b in zip(one, two):
+        assert [a[f"class_{k}"] for k in (1, 2, 3)] == [b[f"class_{k}"] for k in (1, 2, 3)]
+        for k in (1, 2, 3):
+            assert abs(float(a[f"score_{k}"]) - float(b[f"score_{k}"])) < 1e-5
