@@ -228,3 +228,17 @@ def test_bf16_mixed_runs_one_step(tmp_path: Path) -> None:
     trainer.fit(model, TinyData(batch_size=2))
     assert trainer.global_step == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_named_slowfast_backbone_multiview_matches_per_view_forward() -> None:
+    torch.manual_seed(0)
+    model = VideoClassifier("slowfast_tiny", num_classes=K, backbone_kwargs={"dropout": 0.0}).eval()
+    slow, fast = torch.randn(2, 3, 3, 2, 32, 32), torch.randn(2, 3, 3, 8, 32, 32)  # [B, V, C, T, H, W]
+    with torch.no_grad():
+        records = model._video_records({"label": torch.tensor([0, 2]), "video_index": torch.tensor([7, 9])}, model._multiview_logits([slow, fast]))
+        per_view = torch.stack([torch.stack([model([slow[b, v : v + 1], fast[b, v : v + 1]])[0] for v in range(3)]) for b in range(2)])
+    want = aggregate_views(per_view, "mean")
+    assert [r["video_index"] for r in records] == [7, 9]
+    for r, w in zip(records, want):
+        assert r["top_classes"] == w.topk(3).indices.tolist()
+        assert r["top_scores"] == pytest.approx(w.topk(3).values.tolist(), abs=1e-5)

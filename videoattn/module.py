@@ -191,10 +191,10 @@ class VideoClassifier(LightningModule):
         self._note_skipped(batch, "train")
         logits = self._logits(video)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss):
+        if not _finite_everywhere(loss):  # all processes stop together under DDP, none hangs
             paths = list(batch.get("path", []))[:8]
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at global step {self.global_step} "
+                f"training loss is {loss.item()} (on this process or another) at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); videos in the batch: {paths}. "
                 "Stopping instead of training on it: lower the learning rate, lengthen the warm-up, "
                 "or check these videos."
@@ -375,6 +375,13 @@ class VideoClassifier(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["classes"] = self.classes  # also in hyper_parameters; kept at the top for tools
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 def _unpack(batch: Any) -> tuple[Video, torch.Tensor]:
