@@ -1,0 +1,21 @@
+# The data module for the synthetic dataset: KineticsDataModule without the horizontal flip.
+# The flip is a label-preserving augmentation for Kinetics, but not here: it turns moving_left
+# into moving_right and clockwise into anticlockwise rotation.
+from __future__ import annotations
+
+from typing import Any
+
+from videoattn.data import KineticsDataModule
+
+__all__ = ["SyntheticDataModule"]
+
+
+class SyntheticDataModule(KineticsDataModule):
+    """``KineticsDataModule(root, train, val, test, ...)`` with ``flip=False`` by default;
+    ``classes`` defaults to the dataset's classes.txt, so label indices follow the generator."""
+
+    def __init__(self, root: str = ".", *args: Any, flip: bool = False, classes: list[str] | str | None = "classes.txt", **kwargs: Any) -> None:
+        super().__init__(root, *args, classes=classes, **kwargs)
+        self.flip = flip
+        for dataset in self.datasets.values():
+            dataset.flip = flip
