@@ -8,6 +8,14 @@ from pytorchvideo.layers.nonlocal_net import create_nonlocal
 from torch import nn
 
 from videoattn.blocks import NonLocal3d
+from videoattn.blocks import _attention
+from videoattn.blocks._attention import chunked_softmax_attention
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the chunked attention use many query chunks (one chunk = 100 affinity entries)."""
+    monkeypatch.setattr(_attention, "CHUNK_ELEMENTS", 100)
 
 
 def _randomise(module: nn.Module, seed: int) -> None:
@@ -26,10 +34,12 @@ def _x(shape: tuple[int, ...] = (2, 16, 4, 6, 6), seed: int = 0) -> torch.Tensor
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("impl", ["fused", "matmul", "auto"])
+@pytest.mark.parametrize("impl", ["auto", "matmul", "chunked", "sdpa"])
 @pytest.mark.parametrize("pool_size", [(1, 1, 1), (1, 2, 2), (2, 2, 2)])
 @pytest.mark.parametrize("instantiation", ["softmax", "dot_product"])
-def test_equals_pytorchvideo_nonlocal(instantiation: str, pool_size: tuple[int, int, int], impl: str) -> None:
+def test_equals_pytorchvideo_nonlocal(
+    instantiation: str, pool_size: tuple[int, int, int], impl: str, small_chunks: None
+) -> None:
     ref = create_nonlocal(dim_in=16, dim_inner=8, pool_size=pool_size, instantiation=instantiation)
     _randomise(ref, seed=1)
     ours = NonLocal3d(16, instantiation=instantiation, pool_size=pool_size, impl=impl)
@@ -52,10 +62,11 @@ def test_pytorchvideo_loads_our_weights() -> None:
     torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-4)
 
 
-def test_gradients_equal_pytorchvideo() -> None:
+@pytest.mark.parametrize("impl", ["chunked", "sdpa", "matmul"])
+def test_gradients_equal_pytorchvideo(impl: str, small_chunks: None) -> None:
     ref = create_nonlocal(dim_in=16, dim_inner=8, pool_size=(1, 2, 2), instantiation="softmax")
     _randomise(ref, seed=4)
-    ours = NonLocal3d(16, pool_size=(1, 2, 2), impl="fused")
+    ours = NonLocal3d(16, pool_size=(1, 2, 2), impl=impl)
     ours.load_state_dict(ref.state_dict())
     # eval: with batch statistics the gradient of conv_g.bias is exactly 0 (rounding noise only)
     ref.eval(), ours.eval()
@@ -88,9 +99,9 @@ def _naive_y(block: NonLocal3d, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nlp,ncp->ncl", f, g).view(x.shape[0], -1, *x.shape[2:])
 
 
-@pytest.mark.parametrize("impl", ["fused", "matmul"])
+@pytest.mark.parametrize("impl", ["chunked", "sdpa", "matmul"])
 @pytest.mark.parametrize("instantiation", ["gaussian", "concatenation"])
-def test_gaussian_and_concatenation_match_the_paper(instantiation: str, impl: str) -> None:
+def test_gaussian_and_concatenation_match_the_paper(instantiation: str, impl: str, small_chunks: None) -> None:
     block = NonLocal3d(16, instantiation=instantiation, pool_size=(1, 2, 2), impl=impl).eval()
     _randomise(block, seed=6)
     x = _x(seed=7) * 0.3  # raw-feature dot products stay in softmax's useful range
@@ -106,11 +117,24 @@ def test_gaussian_has_no_theta_phi() -> None:
     assert names == {"conv_g", "conv_out", "norm"}
 
 
-def test_auto_picks_fused_at_recipe_sizes_and_matches_matmul() -> None:
-    block = NonLocal3d(16, instantiation="dot_product", pool_size=(1, 2, 2))
-    assert block._use_fused(8 * 28 * 28, 8 * 14 * 14)
-    soft = NonLocal3d(16, pool_size=(1, 2, 2))
-    assert soft._use_fused(8 * 28 * 28, 8 * 14 * 14) and soft._use_fused(8 * 14 * 14, 8 * 7 * 7)
+def test_chunked_attention_gradcheck(small_chunks: None) -> None:
+    gen = torch.Generator().manual_seed(9)
+    q, k, v = (torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True) for shape in [(2, 5, 23), (2, 5, 7), (2, 3, 7)])
+    assert _attention.query_chunk(23, 7) == 14  # two chunks, the second one partial
+    expected = torch.einsum("bdj,bij->bdi", v, torch.softmax(torch.einsum("bdi,bdj->bij", q, k) * 0.7, dim=-1))
+    torch.testing.assert_close(chunked_softmax_attention(q, k, v, 0.7), expected)
+    assert torch.autograd.gradcheck(lambda q, k, v: chunked_softmax_attention(q, k, v, 0.7), (q, k, v))
+
+
+def test_auto_choice_by_shape_and_device() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    res3, res4 = (8 * 28 * 28, 8 * 14 * 14), (8 * 14 * 14, 8 * 7 * 7)
+    soft = NonLocal3d(16)
+    assert soft._pick_impl(cpu, *res3) == "chunked" and soft._pick_impl(cpu, *res4) == "chunked"
+    assert soft._pick_impl(cpu, 4 * 36, 36) == "matmul" and soft._pick_impl(gpu, *res3) == "sdpa"
+    dot = NonLocal3d(512, instantiation="dot_product")
+    assert dot._pick_impl(cpu, *res3) == "reorder" and dot._pick_impl(cpu, 6272, 98) == "matmul"
+    assert NonLocal3d(16, impl="sdpa")._pick_impl(cpu, 4, 4) == "sdpa"
 
 
 def test_inner_channels_and_no_norm() -> None:

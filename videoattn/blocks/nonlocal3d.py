@@ -10,10 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videoattn.blocks._attention import chunked_softmax_attention
 from videoattn.blocks._checks import check_choice, check_input, check_positive
 
 INSTANTIATIONS = ("softmax", "dot_product", "gaussian", "concatenation")
-IMPLS = ("auto", "fused", "matmul")
+IMPLS = ("auto", "matmul", "chunked", "sdpa")
+# Below this many affinity entries (L * Np) the plain matmul is as fast and the affinity is small.
+MIN_CHUNKED_AFFINITY = 64 * 1024
 
 
 class NonLocal3d(nn.Module):
@@ -31,10 +34,16 @@ class NonLocal3d(nn.Module):
             None or (1, 1, 1) for no pooling.
         norm_layer: normalisation after conv_out, built as ``norm_layer(in_channels)``; its weight
             is zero-initialised so that the block is the identity at initialisation.
-        impl: how y is computed. ``"matmul"`` materialises the (THW x Np) affinity like pytorchvideo;
-            ``"fused"`` never does: fused ``scaled_dot_product_attention`` for softmax/gaussian and the
-            exact reordering theta (phi^T g) / Np for dot_product. ``"auto"`` picks the faster by
-            shape (measured in scripts/bench_blocks.py). Results are equal up to float rounding.
+        impl: how y is computed; results are equal up to float rounding.
+            ``"matmul"`` materialises the (THW x Np) affinity, as pytorchvideo does.
+            ``"chunked"`` (softmax, gaussian) never stores it: queries in chunks, softmax recomputed
+            in backward (``_attention.py``); the fastest and leanest on the CPU.
+            ``"sdpa"`` (softmax, gaussian): ``F.scaled_dot_product_attention`` (fused kernels on GPUs).
+            For dot_product any impl but ``"matmul"`` uses the exact reordering theta (phi^T g) / Np.
+            For concatenation the affinity is always materialised.
+            ``"auto"``: dot_product reorders when inner_channels < Np (fewer FLOPs); softmax and
+            gaussian use sdpa on GPUs and chunked on the CPU, matmul for tiny affinities
+            (measurements in scripts/bench_blocks.py).
     """
 
     def __init__(
@@ -84,15 +93,18 @@ class NonLocal3d(nn.Module):
         elif self.norm is None:
             nn.init.zeros_(self.conv_out.weight)  # identity at init without a norm layer
 
-    def _use_fused(self, num_queries: int, num_keys: int) -> bool:
-        if self.impl != "auto":
-            return self.impl == "fused"
+    def _pick_impl(self, device: torch.device, num_queries: int, num_keys: int) -> str:
         if self.instantiation == "dot_product":
-            # theta (phi^T g) costs L*Ci^2 against L*Np*Ci for the affinity route.
-            return self.inner_channels < num_keys
-        if self.instantiation in ("softmax", "gaussian"):
-            return num_queries * num_keys >= 4096  # below that the kernel launch overhead dominates
-        return False  # concatenation: no fused form
+            if self.impl == "auto":
+                return "reorder" if self.inner_channels < num_keys else "matmul"
+            return "matmul" if self.impl == "matmul" else "reorder"
+        if self.instantiation == "concatenation":
+            return "matmul"
+        if self.impl != "auto":
+            return self.impl
+        if device.type != "cpu":
+            return "sdpa"
+        return "chunked" if num_queries * num_keys >= MIN_CHUNKED_AFFINITY else "matmul"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, "NonLocal3d")
@@ -100,47 +112,41 @@ class NonLocal3d(nn.Module):
         ci = self.inner_channels
         pooled = self.pool(x) if self.pool is not None else x
 
-        # (N, C', T, H, W) -> (N, C', L) -> (N, L, C'), C' = Ci (C for gaussian's theta and phi).
+        # (N, C', T, H, W) -> (N, C', L); C' = Ci (C for gaussian's theta and phi), Np pooled positions
         if self.instantiation == "gaussian":
-            theta = x.flatten(2).transpose(1, 2)
-            phi = pooled.flatten(2).transpose(1, 2)
-            scale = 1.0
+            theta, phi, scale = x.flatten(2), pooled.flatten(2), 1.0
         else:
-            theta = self.conv_theta(x).flatten(2).transpose(1, 2)
-            phi = self.conv_phi(pooled).flatten(2).transpose(1, 2)
-            scale = ci**-0.5
-        g = self.conv_g(pooled).flatten(2).transpose(1, 2)
-        num_queries, num_keys = theta.shape[1], phi.shape[1]
+            theta, phi, scale = self.conv_theta(x).flatten(2), self.conv_phi(pooled).flatten(2), ci**-0.5
+        g = self.conv_g(pooled).flatten(2)
+        num_queries, num_keys = theta.shape[2], phi.shape[2]
 
-        if self.instantiation in ("softmax", "gaussian"):
-            if self._use_fused(num_queries, num_keys):
-                # (N, 1, L, C') each; the CPU flash kernel needs a contiguous last dim.
-                y = F.scaled_dot_product_attention(
-                    theta.unsqueeze(1).contiguous(),
-                    phi.unsqueeze(1).contiguous(),
-                    g.unsqueeze(1).contiguous(),
-                    scale=scale,
-                ).squeeze(1)
+        impl = self._pick_impl(x.device, num_queries, num_keys)
+        if impl == "chunked":
+            y = chunked_softmax_attention(theta, phi, g, scale)  # (N, Ci, L)
+        elif impl == "sdpa":
+            # (N, C', L) -> (N, 1, L, C'); the CPU flash kernel needs a contiguous last dim.
+            q, k, v = (z.transpose(1, 2).unsqueeze(1).contiguous() for z in (theta, phi, g))
+            y = F.scaled_dot_product_attention(q, k, v, scale=scale).squeeze(1).transpose(1, 2)
+        elif impl == "reorder":
+            # theta^T (phi g^T): (N, Ci, Np) x (N, Np, Ci) => (N, Ci, Ci); (N, Ci, Ci) x (N, Ci, L) => (N, Ci, L)
+            y = torch.bmm(torch.bmm(g, phi.transpose(1, 2)) / num_keys, theta)
+        else:
+            if self.instantiation == "concatenation":
+                # w . [theta_i, phi_j] = w_t . theta_i + w_p . phi_j
+                w_theta, w_phi = self.concat_project.weight.split(ci, dim=1)  # (1, Ci) each
+                a = torch.matmul(w_theta, theta).transpose(1, 2)  # (1, Ci) x (N, Ci, L) => (N, L, 1)
+                b = torch.matmul(w_phi, phi)  # (N, 1, Np)
+                affinity = F.relu(a + b) / num_keys  # (N, L, Np)
             else:
                 # (N, L, C') x (N, C', Np) => (N, L, Np)
-                affinity = torch.softmax(torch.bmm(theta, phi.transpose(1, 2)) * scale, dim=-1)
-                y = torch.bmm(affinity, g)  # (N, L, Np) x (N, Np, Ci) => (N, L, Ci)
-        elif self.instantiation == "dot_product":
-            if self._use_fused(num_queries, num_keys):
-                # (N, Ci, Np) x (N, Np, Ci) => (N, Ci, Ci); (N, L, Ci) x (N, Ci, Ci) => (N, L, Ci)
-                y = torch.bmm(theta, torch.bmm(phi.transpose(1, 2), g) / num_keys)
-            else:
-                affinity = torch.bmm(theta, phi.transpose(1, 2)) / num_keys  # (N, L, Np)
-                y = torch.bmm(affinity, g)
-        else:  # concatenation: w . [theta_i, phi_j] = w_t . theta_i + w_p . phi_j
-            w_theta, w_phi = self.concat_project.weight.split(ci, dim=1)  # (1, Ci) each
-            a = F.linear(theta, w_theta)  # (N, L, 1)
-            b = F.linear(phi, w_phi).transpose(1, 2)  # (N, 1, Np)
-            affinity = F.relu(a + b) / num_keys  # (N, L, Np)
-            y = torch.bmm(affinity, g)
+                affinity = torch.bmm(theta.transpose(1, 2), phi)
+                if self.instantiation == "dot_product":
+                    affinity = affinity / num_keys
+                else:
+                    affinity = torch.softmax(affinity * scale, dim=-1)
+            y = torch.bmm(g, affinity.transpose(1, 2))  # (N, Ci, Np) x (N, Np, L) => (N, Ci, L)
 
-        # (N, L, Ci) -> (N, Ci, L) -> (N, Ci, T, H, W)
-        y = y.transpose(1, 2).reshape(n, ci, t, h, w)
+        y = y.reshape(n, ci, t, h, w)  # (N, Ci, L) -> (N, Ci, T, H, W)
         p = self.conv_out(y)
         if self.norm is not None:
             p = self.norm(p)
