@@ -142,3 +142,13 @@ def test_finetune_from_a_checkpoint_to_another_class_count(trained: tuple[Path, 
     for k, v in source.items():  # everything else: the checkpoint's weights and BN statistics, untouched
         if k in tuned and k not in head and k.startswith("backbone."):
             assert torch.equal(tuned[k], v), k
+
+
+def test_predict_subcommand_writes_the_csv(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, run = trained
+    out = tmp_path / "predict.csv"
+    cli_main(["predict", "--config", str(cfg), "--data.predict", "list.txt", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+              "--model.predictions_csv", str(out), "--model.test_aggregate", "max"])
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 5 and all(r["pred"] in CLASSES for r in rows)
+    assert all(float(r["score_1"]) >= float(r["score_2"]) for r in rows)

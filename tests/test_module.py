@@ -242,3 +242,20 @@ def test_named_slowfast_backbone_multiview_matches_per_view_forward() -> None:
     for r, w in zip(records, want):
         assert r["top_classes"] == w.topk(3).indices.tolist()
         assert r["top_scores"] == pytest.approx(w.topk(3).values.tolist(), abs=1e-5)
+
+
+def test_replaced_training_videos_are_counted_and_warned_once(tmp_path: Path) -> None:
+    class Flaky(TinyData):
+        def train_dataloader(self) -> DataLoader:
+            def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+                batch = _collate(items)
+                batch["skipped"] = [{"video_index": 99, "path": "broken.mp4", "reason": "moov atom not found"}]
+                return batch
+
+            return DataLoader(self.train, batch_size=self.batch_size, collate_fn=collate)
+
+    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    with pytest.warns(UserWarning, match="broken.mp4") as caught:
+        trainer.fit(_module(), Flaky())
+    assert sum("broken.mp4" in str(w.message) for w in caught) == 1  # once, not once per batch
+    assert trainer.callback_metrics["train/skipped"] == 6  # 6 batches, one replacement each
