@@ -133,6 +133,19 @@ class VideoClipDataset(Dataset):
             return self._views(record.path, 1, 1, self.crop_size)
         return self._views(record.path, self.test_views[0], self.test_views[1], self.test_crop_size)
 
+    def _scratch_buffer(self, numel: int) -> torch.Tensor:
+        """A float buffer kept between videos (per process), grown when needed. First-touch
+        page faults on fresh memory cost more than the normalisation itself here."""
+        buffer = getattr(self, "_scratch", None)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._scratch = torch.empty(numel)
+        return buffer
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_scratch", None)  # never ship the buffer to worker processes
+        return state
+
     def _decode(self, path: str, select) -> tuple[torch.Tensor, torch.Tensor]:
         frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
         return to_tchw(frames), inverse  # [U, 3, H, W], [N]
@@ -167,7 +180,8 @@ class VideoClipDataset(Dataset):
         # Each distinct frame is resized and normalised once; views are then cut from those
         # float frames straight into the output (one copy of the largest tensor, no temporaries).
         frames = short_side_resize(frames, self.test_short_side)  # [U, 3, h, w] uint8
-        frames = normalize(frames, self.mean, self.std).transpose(0, 1)  # [U, 3, h, w] float
+        scratch = self._scratch_buffer(frames.numel())  # reused: fresh memory costs page faults
+        frames = normalize(frames, self.mean, self.std, out=scratch).transpose(0, 1)  # [U, 3, h, w] float
         windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
         out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop))  # [V, C, T, crop, crop]
         for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views
