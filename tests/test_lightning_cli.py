@@ -152,3 +152,12 @@ def test_predict_subcommand_writes_the_csv(trained: tuple[Path, Path], tmp_path:
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 5 and all(r["pred"] in CLASSES for r in rows)
     assert all(float(r["score_1"]) >= float(r["score_2"]) for r in rows)
+
+
+def test_a_bad_config_value_ends_with_its_message(trained: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    cfg, _ = trained
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["fit", "--config", str(cfg), "--model.backbone", "i3d_nope"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "videoattn fit: error: unknown model 'i3d_nope'" in err and "i3d_tiny" in err and "Traceback" not in err

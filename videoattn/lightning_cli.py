@@ -1,8 +1,9 @@
 # `videoattn fit|validate|test|predict`: LightningCLI over VideoClassifier and any
-# LightningDataModule (KineticsDataModule by default), with the project's defaults: the data
-# module's classes linked to the model, best + last checkpoints in <root>/checkpoints (so
-# `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if installed) logging, a rich
-# progress bar, no Lightning DistributedSampler (the data module shards without padding).
+# LightningDataModule given by class_path (the recipes use KineticsDataModule), with the
+# project's defaults: the data module's classes linked to the model, best + last checkpoints
+# in <root>/checkpoints (so `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if
+# installed) logging, a rich progress bar, no Lightning DistributedSampler (the data module
+# shards without padding), and short messages instead of tracebacks for bad config values.
 from __future__ import annotations
 
 import os
@@ -83,6 +84,15 @@ class VideoCLI(LightningCLI):
             for key, value in keep.items():
                 model[key] = value
             model["weights"] = None
+
+    def instantiate_classes(self) -> None:
+        """A bad value in a config (unknown model, missing file...) ends with its message, not a
+        traceback through LightningCLI."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, FileNotFoundError) as err:
+            print(f"videoattn {self.subcommand or ''}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
