@@ -161,3 +161,14 @@ def test_a_bad_config_value_ends_with_its_message(trained: tuple[Path, Path], ca
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "videoattn fit: error: unknown model 'i3d_nope'" in err and "i3d_tiny" in err and "Traceback" not in err
+
+
+def test_checkpoint_loads_back_into_the_module(trained: tuple[Path, Path]) -> None:
+    from videoattn.module import VideoClassifier
+
+    _, run = trained
+    last = run / "checkpoints" / "last.ckpt"
+    model = VideoClassifier.load_from_checkpoint(last, map_location="cpu", weights_only=True)
+    saved = torch.load(last, weights_only=True)["state_dict"]
+    assert model.classes == list(CLASSES) and model.hparams.backbone == "i3d_tiny"
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
