@@ -51,7 +51,8 @@ def test_batches_for_every_stage(dataset_root: Path) -> None:
         assert batch["video"].shape == (3, 3, 4, 32, 32) and batch["label"].dtype == torch.long
         assert 2 not in batch["video_index"].tolist()  # the broken video was replaced
     skipped = [s for b in train for s in b["skipped"]]
-    assert [s["video_index"] for s in skipped] == [2] and skipped[0]["path"].endswith("broken.mp4")
+    # the broken row is hit once by the sampler, and again whenever a random replacement draws it
+    assert {s["video_index"] for s in skipped} == {2} and skipped[0]["path"].endswith("broken.mp4")
 
     val = list(dm.val_dataloader())
     assert [b["video_index"].tolist() for b in val] == [[0, 1], [3, 4, 5]]  # row 2 dropped
@@ -173,3 +174,45 @@ def test_lightning_fit_and_test(dataset_root: Path) -> None:
     assert model.seen["val_index"] == []  # no val data: the loop is skipped, fit still runs
     trainer.test(model, datamodule=dm, verbose=False)
     assert sorted(model.seen["test_index"]) == [0, 1, 3, 4, 5] and len(model.seen["skipped"]) == 1
+
+
+def _ddp_worker(rank: int, world: int, root: str, port: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        dm = KineticsDataModule(root, "train.csv", test="train.csv", batch_size=2, test_batch_size=2, test_views=(1, 1), **SMALL)
+        test_rows = [i for b in dm.test_dataloader() for i in b["video_index"].tolist()]
+        skipped = [s["video_index"] for b in dm.test_dataloader() for s in b["skipped"]]
+        sampler = dm.train_dataloader().sampler
+        train = {}
+        for epoch in (0, 1):
+            sampler.set_epoch(epoch)
+            train[epoch] = list(sampler)
+        Path(out_dir, f"{rank}.json").write_text(json.dumps({"test": test_rows, "skipped": skipped, "train": train}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_get_disjoint_unpadded_test_shares(dataset_root: Path, tmp_path: Path) -> None:
+    """Two gloo processes: the DataModule reads rank and world size from torch.distributed."""
+    import json
+    import socket
+
+    import torch.multiprocessing as tmp_mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # fork: the children need no fresh import of torch and Lightning (seconds each here)
+    tmp_mp.start_processes(_ddp_worker, args=(2, str(dataset_root), port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    results = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    tests = [r["test"] for r in results]
+    assert not set(tests[0]) & set(tests[1])
+    assert sorted(tests[0] + tests[1] + results[0]["skipped"] + results[1]["skipped"]) == list(range(6))  # each row once
+    for epoch in ("0", "1"):
+        shares = [r["train"][epoch] for r in results]
+        assert sorted(shares[0] + shares[1]) == list(range(6))  # 6 = 2 x 3: no padding needed
+    assert results[0]["train"]["0"] != results[0]["train"]["1"]
