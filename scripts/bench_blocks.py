@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--only", nargs="*", default=None, help="substrings of candidate names to keep")
+    parser.add_argument("--no-memory", action="store_true", help="time only (memory runs one subprocess per candidate)")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         c, t, h, w = SIZES[size]
         print(f"\n{size}: N={args.batch}, C={c}, {t}x{h}x{w}   (max |ours - pytorchvideo| = {check_equal(size, args.batch):.2e})")
         times = time_all(names, size, args.batch, args.repeats)
-        mems = {n: memory_in_subprocess(n, size, args.batch, args.threads) for n in names}
+        mems = {n: float("nan") if args.no_memory else memory_in_subprocess(n, size, args.batch, args.threads) for n in names}
         print(f"  {'block':32s} {'cpu s':>7s} {'wall s':>7s} {'peak MiB':>9s} {'time/anchor':>12s} {'mem/anchor':>11s}  anchor")
         for n in names:
             anchor = cands[n][0]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from videoattn.blocks._checks import check_choice, check_input, check_positive
+from videoattn.blocks._pointwise import grouped_pointwise_conv, pointwise_convs
 
 KERNELS = ("dot", "gaussian")
 GAUSSIAN_GAMMA = 1e-4  # gamma of the Gaussian RBF kernel in the reference
@@ -86,10 +87,8 @@ class CGNL3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, "CGNL3d")
         n = x.shape[0]
-        # (N, Ci, T, H, W) -> (N, G, Ci/G * T*H*W)
-        t = self.t(x).reshape(n, self.groups, -1)
-        p = self.p(x).reshape(n, self.groups, -1)
-        g = self.g(x).reshape(n, self.groups, -1)
+        # (N, C, T, H, W) -> 3 x (N, Ci, THW) from one GEMM -> (N, G, Ci/G * THW)
+        t, p, g = (z.reshape(n, self.groups, -1) for z in pointwise_convs(x, self.t, self.p, self.g))
         scale = t.shape[-1] ** -0.5 if self.use_scale else 1.0
 
         if self.kernel == "dot":
@@ -104,9 +103,9 @@ class CGNL3d(nn.Module):
                     t_k, p_k = t_k * t, p_k * p
                 att = torch.einsum("ngk,ngk->ng", p_k, g) * (coefs[k] * scale)  # (N, G)
                 y = y + t_k * att.unsqueeze(-1)
-        # (N, G, Ci/G * T*H*W) -> (N, Ci, T, H, W)
-        y = y.reshape(n, self.inner_channels, *x.shape[2:])
-        return x + self.gn(self.z(y))
+        # (N, G, Ci/G * THW) -> (N, Ci, THW) -> z -> (N, C, T, H, W)
+        z = grouped_pointwise_conv(self.z, y.reshape(n, self.inner_channels, -1)).view_as(x)
+        return x + self.gn(z)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, kernel={self.kernel!r}, order={self.order}, use_scale={self.use_scale}"

@@ -12,11 +12,14 @@ from torch import nn
 
 from videoattn.blocks._attention import chunked_softmax_attention
 from videoattn.blocks._checks import check_choice, check_input, check_positive
+from videoattn.blocks._pointwise import pointwise_conv, pointwise_convs
 
 INSTANTIATIONS = ("softmax", "dot_product", "gaussian", "concatenation")
 IMPLS = ("auto", "matmul", "chunked", "sdpa")
 # Below this many affinity entries (L * Np) the plain matmul is as fast and the affinity is small.
-MIN_CHUNKED_AFFINITY = 64 * 1024
+# On the CPU, below this many affinity entries (L * Np) per clip the plain matmul is faster than
+# the chunked path (res4, 1568 x 392: matmul; res3, 6272 x 1568: chunked), and the affinity small.
+MIN_CHUNKED_AFFINITY = 2**21
 
 
 class NonLocal3d(nn.Module):
@@ -42,8 +45,9 @@ class NonLocal3d(nn.Module):
             For dot_product any impl but ``"matmul"`` uses the exact reordering theta (phi^T g) / Np.
             For concatenation the affinity is always materialised.
             ``"auto"``: dot_product reorders when inner_channels < Np (fewer FLOPs); softmax and
-            gaussian use sdpa on GPUs and chunked on the CPU, matmul for tiny affinities
-            (measurements in scripts/bench_blocks.py).
+            gaussian use sdpa on GPUs; on the CPU chunked from 2**21 affinity entries per clip
+            (res3 of I3D-R50: 6272 x 1568) and matmul below (res4: 1568 x 392), where it is faster
+            and the affinity is small (measurements in scripts/bench_blocks.py).
     """
 
     def __init__(
@@ -115,9 +119,11 @@ class NonLocal3d(nn.Module):
         # (N, C', T, H, W) -> (N, C', L); C' = Ci (C for gaussian's theta and phi), Np pooled positions
         if self.instantiation == "gaussian":
             theta, phi, scale = x.flatten(2), pooled.flatten(2), 1.0
+            g = pointwise_conv(self.conv_g, pooled)
         else:
-            theta, phi, scale = self.conv_theta(x).flatten(2), self.conv_phi(pooled).flatten(2), ci**-0.5
-        g = self.conv_g(pooled).flatten(2)
+            theta = pointwise_conv(self.conv_theta, x)
+            phi, g = pointwise_convs(pooled, self.conv_phi, self.conv_g)  # one GEMM for both
+            scale = ci**-0.5
         num_queries, num_keys = theta.shape[2], phi.shape[2]
 
         impl = self._pick_impl(x.device, num_queries, num_keys)
@@ -146,8 +152,7 @@ class NonLocal3d(nn.Module):
                     affinity = torch.softmax(affinity * scale, dim=-1)
             y = torch.bmm(g, affinity.transpose(1, 2))  # (N, Ci, Np) x (N, Np, L) => (N, Ci, L)
 
-        y = y.reshape(n, ci, t, h, w)  # (N, Ci, L) -> (N, Ci, T, H, W)
-        p = self.conv_out(y)
+        p = pointwise_conv(self.conv_out, y).view(n, -1, t, h, w)  # (N, C, L) -> (N, C, T, H, W)
         if self.norm is not None:
             p = self.norm(p)
         return x + p
