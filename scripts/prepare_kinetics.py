@@ -6,8 +6,9 @@
 #   python scripts/prepare_kinetics.py --src k400_raw --dst k400_320 \
 #       --csv k400_raw/annotations/train.csv k400_raw/annotations/val.csv --workers 16
 #
-# Output: dst/<csv stem>/<youtube_id>_<start>_<end>.mp4, dst/<csv stem>.csv (`path,label` lines,
-# only the videos that converted), dst/classes.txt (sorted class names), dst/failures.tsv.
+# Output: dst/<split>/<youtube_id>_<start>_<end>.mp4, dst/<split>.csv (`path,label` lines, only
+# the videos that converted), dst/classes.txt (sorted class names), dst/failures.tsv, where
+# <split> is the CSV's name (validate.csv -> val): configs/k400_*.yaml read train.csv / val.csv.
 # Without --csv, every video under --src is resized to the same relative path under --dst.
 # Audio is dropped (not used for training). Timestamps are kept, so VFR files stay exact.
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from videoattn.data.annotations import VIDEO_EXTENSIONS, kinetics_filename, write_class_list
+
+
+SPLIT_NAMES = {"validate": "val"}  # the official validation CSV is validate.csv; configs use val.csv
 
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -132,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows = read_kinetics_csv(csv_path)
             except (OSError, ValueError) as exc:
                 parser.error(str(exc))
-            splits[csv_path.stem] = []
+            split = SPLIT_NAMES.get(csv_path.stem, csv_path.stem)
+            splits[split] = []
             for name, label in rows:
-                out = dst / csv_path.stem / name
-                splits[csv_path.stem].append((str(out), label))
+                out = dst / split / name
+                splits[split].append((str(out), label))
                 if name in sources:
                     jobs.append((str(sources[name]), str(out), args.short_side, args.crf))
                 elif not out.exists():

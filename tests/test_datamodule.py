@@ -216,3 +216,17 @@ def test_ddp_ranks_get_disjoint_unpadded_test_shares(dataset_root: Path, tmp_pat
         shares = [r["train"][epoch] for r in results]
         assert sorted(shares[0] + shares[1]) == list(range(6))  # 6 = 2 x 3: no padding needed
     assert results[0]["train"]["0"] != results[0]["train"]["1"]
+
+
+def test_flip_option_reaches_the_datasets(dataset_root: Path, monkeypatch) -> None:
+    from videoattn.data import datasets
+
+    flips = []
+    monkeypatch.setattr(datasets, "horizontal_flip", lambda x: flips.append(1) or x.flip(-1))
+    for flip in (True, False):
+        dm = KineticsDataModule(str(dataset_root), "train.csv", flip=flip, **SMALL)
+        torch.manual_seed(0)
+        flips.clear()
+        for _ in range(20):
+            dm.datasets["train"][0]
+        assert (len(flips) > 0) is flip

@@ -85,3 +85,11 @@ def test_prepare_without_csv_mirrors_the_tree(raw: Path, tmp_path: Path) -> None
     prepare.main(["--src", str(raw), "--dst", str(dst), "--short-side", "48", "-j", "1", "--no-progress"])
     assert (dst / "train/abseiling/aaa_000001_000011.mp4").exists()
     assert torch.equal(torch.tensor(read_frames(dst / "train/abseiling/aaa_000001_000011.mp4", [0]).shape), torch.tensor([1, 48, 64, 3]))
+
+
+def test_validate_csv_becomes_val(raw: Path, tmp_path: Path) -> None:
+    (raw / "annotations" / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,aaa,1,11,val\n")
+    dst = tmp_path / "out"
+    prepare.main(["--src", str(raw), "--dst", str(dst), "--csv", str(raw / "annotations/validate.csv"), "--short-side", "48", "-j", "1", "--no-progress"])
+    assert (dst / "val.csv").read_text() == "val/aaa_000001_000011.mp4,abseiling\n"
+    assert (dst / "val/aaa_000001_000011.mp4").exists()
