@@ -1,7 +1,7 @@
 # Tests for videoattn.data.datasets.VideoClipDataset: which frames end up in train / val / test
 # samples (videos whose frame i is a flat grey 20 + 4*i), multi-view test equal to decoding
 # each view separately, repeated augmentation from one decode, short and tiny videos, and bad
-# videos (train replaces them, evaluation reports them; one warning per path).
+# videos (train replaces them, evaluation reports them; logged once per path and process).
 from __future__ import annotations
 
 import logging
@@ -114,7 +114,7 @@ def test_bad_videos_train_replaces_eval_reports_warn_once(grey_records, tmp_path
     records = [VideoRecord(str(bad), 1, 0)] + [VideoRecord(r.path, r.label, r.row + 1) for r in grey_records]
     datasets_module._WARNED.discard(str(bad))
     train = VideoClipDataset(records, "train", num_frames=2, sampling_rate=2, **SMALL)
-    with caplog.at_level(logging.WARNING, logger="videoattn.data"):
+    with caplog.at_level(logging.DEBUG, logger="videoattn.data"):
         torch.manual_seed(0)
         sample = train[0]
         assert sample["video"] is not None and sample["path"] != str(bad)
@@ -124,7 +124,7 @@ def test_bad_videos_train_replaces_eval_reports_warn_once(grey_records, tmp_path
         failed = test[0]
         assert failed["video"] is None and failed["video_index"] == 0 and failed["label"] == 1
         assert failed["skipped"] == [{"video_index": 0, "path": str(bad), "reason": failed["skipped"][0]["reason"]}]
-    assert sum(str(bad) in r.getMessage() for r in caplog.records) == 1  # warned once, not per access
+    assert sum(str(bad) in r.getMessage() for r in caplog.records) == 1  # logged once, not per access
 
 
 def test_all_bad_training_data_raises_clearly(tmp_path: Path) -> None:

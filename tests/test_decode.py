@@ -73,6 +73,16 @@ def test_decoder_threads_give_the_same_frames(make_video, case: str) -> None:
     assert np.array_equal(frames.numpy(), sequential_decode(path)[INDICES])
 
 
+def test_counting_fallback_without_timestamps(make_video, monkeypatch) -> None:
+    """Files whose packets lack timestamps are decoded from the start, counting frames."""
+    path = make_video("nopts.mp4", num_frames=40, fps=25, gop=6)
+    original = decode._PyAVReader._frame_pts
+    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", lambda self: [original(self), None][1])
+    monkeypatch.setattr(decode, "_PTS_CACHE", type(decode._PTS_CACHE)())
+    frames = read_frames(path, [33, 2, 2, 39], fallback=False)
+    assert np.array_equal(frames.numpy(), sequential_decode(path)[[33, 2, 2, 39]])
+
+
 def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
     path = make_video("u.mp4", num_frames=20)
     seen = []

@@ -32,7 +32,10 @@ __all__ = ["MODES", "VideoClipDataset"]
 
 MODES = ("train", "val", "test", "predict")
 log = logging.getLogger("videoattn.data")
-_WARNED: set[str] = set()  # paths already warned about in this process
+_WARNED: set[str] = set()  # paths already logged in this process
+# Failed videos travel in each sample's `skipped` list; the LightningModule warns once per path
+# in the main process. Workers only log at DEBUG level: DataLoader workers are new processes
+# every epoch unless persistent, so a worker-side warning would repeat each epoch.
 
 class VideoClipDataset(Dataset):
     """Map-style dataset over ``records``; ``dataset[i]`` is a sample dict (see module header).
@@ -114,7 +117,7 @@ class VideoClipDataset(Dataset):
                 skipped.append({"video_index": record.row, "path": record.path, "reason": reason})
                 if record.path not in _WARNED:
                     _WARNED.add(record.path)
-                    log.warning("skipping unreadable video %s: %s", record.path, reason)
+                    log.debug("skipping unreadable video %s: %s", record.path, reason)
                 if self.mode != "train":
                     return {"video": None, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
                 index = int(torch.randint(len(self.records), (1,)))

@@ -268,7 +268,7 @@ class _PyAVReader:
     def get(self, indices: np.ndarray) -> np.ndarray:
         if self.pts is not None:
             frames = self._get_seek(indices, int(self.pts[indices[0]]))
-            if frames is None:  # the seek landed after the first frame: decode from the start
+            if frames is None and indices[0] > 0:  # e.g. the seek landed late: from the start
                 frames = self._get_seek(indices, int(self.pts[0]))
             if frames is not None:
                 return frames
@@ -305,9 +305,8 @@ class _PyAVReader:
             if done:
                 break
         context.skip_frame = "DEFAULT"
-        if got < len(indices):
-            missing = [int(indices[k]) for k, f in enumerate(out) if f is None]
-            raise DecodeError(self.path, f"decoding stopped before frame {missing[0]} of {self.num_frames}")
+        if got < len(indices):  # timestamps that do not match, or a truncated stream: count instead
+            return None
         return np.stack(out)  # type: ignore[arg-type]
 
     def _get_sequential(self, indices: np.ndarray) -> np.ndarray:
