@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             # train: a repeated path list gives enough clips for pytorchvideo's one-clip-per-video iteration
             many = (paths * (args.train_clips // len(paths) + 2))[: args.train_clips + 1]
-            rows["ours_train"].append(time_loader(lambda: ours_loader(many, "train"), args.train_clips))
-            rows["ptv_train"].append(time_loader(lambda: ptv_loader(many, "train", 1), args.train_clips))
+            rows["ours_train"].append(time_loader(lambda many=many: ours_loader(many, "train"), args.train_clips))
+            rows["ptv_train"].append(time_loader(lambda many=many: ptv_loader(many, "train", 1), args.train_clips))
             rows["ours_test"].append(time_loader(lambda: ours_loader(paths, "test"), len(paths) - 1))
             # pytorchvideo yields one item per temporal clip (3 crops each): 10 items per video
             rows["ptv_test"].append(10 * time_loader(lambda: ptv_loader(paths, "test", 10), 10 * (len(paths) - 1)))

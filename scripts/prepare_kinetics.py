@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from videoattn.data.annotations import VIDEO_EXTENSIONS, kinetics_filename, write_class_list
 
-
 SPLIT_NAMES = {"validate": "val"}  # the official validation CSV is validate.csv; configs use val.csv
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from videoattn.data import decode
-from videoattn.data.decode import DecodeError, check_video, decode_frames, read_frames
+from videoattn.data.decode import DecodeError, check_video, decode_frames, probe_num_frames, read_frames
 from videoattn.video_io import write_video
 
 VFR_PTS = [0, 1, 2, 5, 6, 9, 10, 11, 20, 21] + list(range(22, 62))  # 50 frames, irregular gaps
@@ -42,6 +42,7 @@ def test_frames_match_sequential_decode(make_video, case: str, backend: str) -> 
     path = make_video(f"{case}.mp4", num_frames=50, **CASES[case])
     reference = sequential_decode(path)
     assert len(reference) == 50
+    assert probe_num_frames(path, backend=backend, fallback=False) == 50
     frames = read_frames(path, INDICES, backend=backend, fallback=False)
     assert frames.dtype == torch.uint8 and frames.shape == (len(INDICES), 64, 80, 3)
     assert np.array_equal(frames.numpy(), reference[INDICES])
@@ -184,6 +185,9 @@ def test_bad_files_raise_decode_error_naming_the_file(bad_files: dict[str, Path]
 def test_check_video_finds_errors_in_the_middle(tmp_path: Path, bad_files: dict[str, Path], make_video) -> None:
     assert check_video(make_video("fine.mp4", num_frames=30)) == 30
     for kind, path in bad_files.items():
-        with pytest.raises(DecodeError):
+        with pytest.raises(DecodeError) as info:
             check_video(path)
+        assert info.value.path == str(path), kind
+    with pytest.raises(DecodeError, match="pyav: .*decord: "):  # both decoders tried, both reasons kept
+        check_video(bad_files["corrupt_middle"])
     assert check_video(noisy_video(tmp_path / "clean_noise.mp4")) == 40

@@ -20,7 +20,7 @@ def empty_for_transfer(shape: Sequence[int], dtype: torch.dtype = torch.float32)
     numel = 1
     for n in shape:
         numel *= int(n)
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)  # as default_collate does
     return torch.empty(0, dtype=dtype).new(storage).view(*shape)
 
 

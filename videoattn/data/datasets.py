@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -149,7 +150,7 @@ class VideoClipDataset(Dataset):
         state.pop("_scratch", None)  # never ship the buffer to worker processes
         return state
 
-    def _decode(self, path: str, select) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, path: str, select: Callable[[int], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
         return to_tchw(frames), inverse  # [U, 3, H, W], [N]
 

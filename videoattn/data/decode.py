@@ -104,10 +104,15 @@ def decode_frames(
 
 
 def probe_num_frames(path: str | os.PathLike, *, backend: str | None = None, fallback: bool = True) -> int:
-    """Number of frames of the video (demuxed, not decoded, with PyAV)."""
-    count = []
-    decode_frames(path, lambda n: count.append(n) or np.zeros(0, np.int64), backend=backend, fallback=fallback)
-    return count[0]
+    """Number of frames of the video (with PyAV: packets demuxed, nothing decoded)."""
+    counts: list[int] = []
+
+    def select(num_frames: int) -> np.ndarray:
+        counts.append(num_frames)
+        return np.zeros(0, dtype=np.int64)
+
+    decode_frames(path, select, backend=backend, fallback=fallback)
+    return counts[-1]
 
 
 def check_video(path: str | os.PathLike, *, full: bool = True) -> int:
