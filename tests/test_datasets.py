@@ -145,3 +145,14 @@ def test_invalid_options_are_named() -> None:
         VideoClipDataset(recs, "test", test_views=(10, 2))
     with pytest.raises(ValueError, match="slowfast_alpha"):
         VideoClipDataset(recs, "train", num_frames=4, slowfast_alpha=8)
+
+
+def test_target_fps_keeps_clip_duration(tmp_path: Path) -> None:
+    """A 15 fps video sampled for 30 fps: every 4 frames at 30 fps = every 2 frames here."""
+    frames = (20 + 4 * np.arange(40)).astype(np.uint8)
+    video = np.broadcast_to(frames[:, None, None, None], (40, 32, 48, 3)).copy()
+    path = write_video(tmp_path / "slow.mp4", video, fps=15, gop=10, crf=0)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=4, target_fps=30, **SMALL)
+    assert frame_numbers(ds[0]["video"][0]) == [16, 18, 20, 22]  # stride 2, span 7, slack 33 -> start 16
+    native = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=4, **SMALL)
+    assert np.diff(frame_numbers(native[0]["video"][0])).tolist() == [4, 4, 4]

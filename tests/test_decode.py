@@ -43,6 +43,10 @@ def test_frames_match_sequential_decode(make_video, case: str, backend: str) -> 
     reference = sequential_decode(path)
     assert len(reference) == 50
     assert probe_num_frames(path, backend=backend, fallback=False) == 50
+    rates = []
+    decode_frames(path, lambda n, fps: rates.append(fps) or np.zeros(0, np.int64), backend=backend, fallback=False)
+    if "pts" not in CASES[case]:
+        assert rates[0] == pytest.approx(float(CASES[case]["fps"]), rel=1e-3)
     frames = read_frames(path, INDICES, backend=backend, fallback=False)
     assert frames.dtype == torch.uint8 and frames.shape == (len(INDICES), 64, 80, 3)
     assert np.array_equal(frames.numpy(), reference[INDICES])
@@ -87,8 +91,8 @@ def test_counting_fallback_without_timestamps(make_video, monkeypatch) -> None:
 def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
     path = make_video("u.mp4", num_frames=20)
     seen = []
-    frames, inverse = decode_frames(path, lambda n: seen.append(n) or np.array([5, 1, 5, 9]))
-    assert seen == [20]
+    frames, inverse = decode_frames(path, lambda n, fps: seen.append((n, fps)) or np.array([5, 1, 5, 9]))
+    assert seen == [(20, 30.0)]
     assert frames.shape[0] == 3 and inverse.tolist() == [1, 0, 1, 2]
     assert np.array_equal(frames[inverse].numpy(), sequential_decode(path)[[5, 1, 5, 9]])
 

@@ -11,6 +11,7 @@ from videoattn.data.sampling import centre_clip, clip_span, random_clip, uniform
 
 def test_clip_span() -> None:
     assert clip_span(8, 8) == 57 and clip_span(1, 5) == 1 and clip_span(32, 2) == 63
+    assert clip_span(8, 8 * 25 / 30) == 48  # 7 * 6.67 = 46.7 -> 47 frames between first and last
     with pytest.raises(ValueError, match="sampling_rate"):
         clip_span(8, 0)
 
@@ -51,3 +52,10 @@ def test_short_videos_clamp_or_loop() -> None:
         centre_clip(5, 4, 2, short_video="pad")
     with pytest.raises(ValueError, match="video_frames"):
         centre_clip(0, 4, 2)
+
+
+def test_fractional_stride_rounds_each_frame() -> None:
+    """Stride 8 * 25 / 30 (8 frames at 30 fps, in a 25 fps video): PySlowFast's TARGET_FPS rule."""
+    assert centre_clip(1000, 4, 8 * 25 / 30).tolist() == [489, 496, 502, 509]  # span 21, offsets 0, 6.67, 13.3, 20
+    clip = uniform_clips(300, 8, 2.5, 3)[0]
+    assert (clip - clip[0]).tolist() == [0, 2, 5, 8, 10, 12, 15, 18]  # round half to even

@@ -51,6 +51,9 @@ class KineticsDataModule(L.LightningDataModule):
             epochs (only with num_workers > 0).
         short_video: "clamp" (repeat the last frame, as PySlowFast) or "loop" for videos
             shorter than a clip.
+        target_fps: if set, ``sampling_rate`` counts frames at this rate (PySlowFast's
+            DATA.TARGET_FPS = 30): a 25 fps video is then sampled every 8 * 25 / 30 frames, so
+            clips last the same time whatever the file's frame rate. Default: native frames.
         flip: random horizontal flip in training (turn off when left/right matters).
         mean, std: per-channel normalisation of [0, 1] pixel values.
     """
@@ -82,6 +85,7 @@ class KineticsDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         short_video: str = "clamp",
+        target_fps: float | None = None,
         flip: bool = True,
         mean: tuple[float, float, float] = KINETICS_MEAN,
         std: tuple[float, float, float] = KINETICS_STD,
@@ -116,7 +120,7 @@ class KineticsDataModule(L.LightningDataModule):
             num_frames=num_frames, sampling_rate=sampling_rate, train_short_side=tuple(train_short_side), crop_size=crop_size,
             test_short_side=test_short_side, test_crop_size=test_crop_size, test_views=tuple(test_views),
             clips_per_video=clips_per_video, slowfast_alpha=slowfast_alpha, backend=backend, decode_threads=decode_threads,
-            short_video=short_video, flip=flip, mean=tuple(mean), std=tuple(std),
+            short_video=short_video, target_fps=target_fps, flip=flip, mean=tuple(mean), std=tuple(std),
         )
         self.datasets: dict[str, VideoClipDataset] = {}
         for split in self.records:  # validates sizes and options now, not in a worker later

@@ -64,6 +64,7 @@ class VideoClipDataset(Dataset):
         mean: Sequence[float] = KINETICS_MEAN,
         std: Sequence[float] = KINETICS_STD,
         short_video: str = "clamp",
+        target_fps: float | None = None,
         backend: str | None = None,
         decode_threads: int = 1,
         max_retries: int = 20,
@@ -95,6 +96,9 @@ class VideoClipDataset(Dataset):
         self.slowfast_alpha = slowfast_alpha
         self.flip, self.mean, self.std = flip, tuple(mean), tuple(std)
         self.short_video = short_video
+        if target_fps is not None and not target_fps > 0:
+            raise ValueError(f"target_fps must be > 0 or None, got {target_fps}")
+        self.target_fps = target_fps
         self.backend, self.decode_threads = backend, decode_threads
         self.max_retries = max_retries
         if slowfast_alpha is not None and num_frames < slowfast_alpha:
@@ -150,16 +154,22 @@ class VideoClipDataset(Dataset):
         state.pop("_scratch", None)  # never ship the buffer to worker processes
         return state
 
-    def _decode(self, path: str, select: Callable[[int], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stride(self, fps: float) -> float:
+        """Frames between clip frames: ``sampling_rate``, or measured at ``target_fps`` (as
+        PySlowFast's DATA.TARGET_FPS: the same clip duration in seconds whatever the file's rate)."""
+        return self.sampling_rate if self.target_fps is None else self.sampling_rate * fps / self.target_fps
+
+    def _decode(self, path: str, select: Callable[[int, float], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
         return to_tchw(frames), inverse  # [U, 3, H, W], [N]
 
     def _train_clips(self, path: str) -> torch.Tensor:
         """K random clips from one decode -> float [K, C, T, crop, crop]."""
-        t, tau, k = self.num_frames, self.sampling_rate, self.clips_per_video
+        t, k = self.num_frames, self.clips_per_video
 
-        def select(n: int):
-            return torch.cat([torch.from_numpy(random_clip(n, t, tau, short_video=self.short_video)) for _ in range(k)]).numpy()
+        def select(n: int, fps: float) -> np.ndarray:
+            tau = self._stride(fps)
+            return np.concatenate([random_clip(n, t, tau, short_video=self.short_video) for _ in range(k)])
 
         frames, inverse = self._decode(path, select)
         clips = []
@@ -175,10 +185,10 @@ class VideoClipDataset(Dataset):
 
     def _views(self, path: str, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
         """num_clips x num_crops views from one decode -> float [V, C, T, crop, crop]."""
-        t, tau = self.num_frames, self.sampling_rate
+        t = self.num_frames
 
-        def select(n: int):
-            return uniform_clips(n, t, tau, num_clips, short_video=self.short_video).reshape(-1)
+        def select(n: int, fps: float) -> np.ndarray:
+            return uniform_clips(n, t, self._stride(fps), num_clips, short_video=self.short_video).reshape(-1)
 
         frames, inverse = self._decode(path, select)
         # Each distinct frame is resized and normalised once; views are then cut from those

@@ -58,7 +58,7 @@ def read_frames(
     """
     wanted = _as_index_array(indices)
 
-    def select(num_frames: int) -> np.ndarray:
+    def select(num_frames: int, fps: float) -> np.ndarray:
         if len(wanted) and (wanted.min() < 0 or wanted.max() >= num_frames):
             raise IndexError(f"indices must lie in [0, {num_frames}) for {path} ({num_frames} frames), got {wanted.min()}..{wanted.max()}")
         return wanted
@@ -69,13 +69,14 @@ def read_frames(
 
 def decode_frames(
     path: str | os.PathLike,
-    select: Callable[[int], np.ndarray],
+    select: Callable[[int, float], np.ndarray],
     *,
     backend: str | None = None,
     threads: int = 1,
     fallback: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the frames that ``select(num_frames)`` asks for, in one pass over the video.
+    """Decode the frames that ``select(num_frames, fps)`` asks for, in one pass over the video
+    (``fps``: the stream's average frame rate, for callers that sample in seconds).
 
     Returns ``(frames, inverse)``: ``frames`` uint8 [U, H, W, 3] holds each distinct requested
     frame once, in increasing index order, and ``frames[inverse]`` is the requested sequence.
@@ -89,7 +90,7 @@ def decode_frames(
         try:
             reader = _READERS[name](str(path), threads)
             try:
-                wanted = np.asarray(select(reader.num_frames), dtype=np.int64)
+                wanted = np.asarray(select(reader.num_frames, reader.fps), dtype=np.int64)
                 unique, inverse = np.unique(wanted, return_inverse=True)
                 frames = reader.get(unique) if len(unique) else np.zeros((0, 1, 1, 3), np.uint8)
             finally:
@@ -107,7 +108,7 @@ def probe_num_frames(path: str | os.PathLike, *, backend: str | None = None, fal
     """Number of frames of the video (with PyAV: packets demuxed, nothing decoded)."""
     counts: list[int] = []
 
-    def select(num_frames: int) -> np.ndarray:
+    def select(num_frames: int, fps: float) -> np.ndarray:
         counts.append(num_frames)
         return np.zeros(0, dtype=np.int64)
 
@@ -141,7 +142,7 @@ def check_video(path: str | os.PathLike, *, full: bool = True) -> int:
 def _spot_check(path: str | os.PathLike, backend: str | None, fallback: bool) -> int:
     count: list[int] = []
 
-    def select(n: int) -> np.ndarray:
+    def select(n: int, fps: float) -> np.ndarray:
         count.append(n)
         return np.array(sorted({0, n // 2, n - 1}), dtype=np.int64)
 
@@ -239,6 +240,8 @@ class _PyAVReader:
             self.container.close()
             raise
         self.num_frames = self._count if self.pts is None else len(self.pts)
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps = float(rate) if rate else 30.0
         if self.num_frames == 0:
             self.close()
             raise DecodeError(path, "video stream has no frames")
@@ -346,6 +349,7 @@ class _DecordReader:
         decord.logging.set_level(decord.logging.QUIET)  # errors come back as exceptions
         self.reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=max(0, threads))
         self.num_frames = len(self.reader)
+        self.fps = float(self.reader.get_avg_fps() or 30.0)
         if self.num_frames == 0:
             raise DecodeError(path, "video stream has no frames")
 
