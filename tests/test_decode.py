@@ -93,6 +93,8 @@ def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
     seen = []
     frames, inverse = decode_frames(path, lambda n, fps: seen.append((n, fps)) or np.array([5, 1, 5, 9]))
     assert seen == [(20, 30.0)]
+    again, _ = decode_frames(path, lambda n: np.array([9, 1, 5]))  # a one-argument selector gets no fps
+    assert torch.equal(again, frames)
     assert frames.shape[0] == 3 and inverse.tolist() == [1, 0, 1, 2]
     assert np.array_equal(frames[inverse].numpy(), sequential_decode(path)[[5, 1, 5, 9]])
 

@@ -8,6 +8,7 @@
 # One call serves any number of clips of one video: all their frames come from one pass.
 from __future__ import annotations
 
+import inspect
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -69,14 +70,14 @@ def read_frames(
 
 def decode_frames(
     path: str | os.PathLike,
-    select: Callable[[int, float], np.ndarray],
+    select: Callable[..., np.ndarray],
     *,
     backend: str | None = None,
     threads: int = 1,
     fallback: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the frames that ``select(num_frames, fps)`` asks for, in one pass over the video
-    (``fps``: the stream's average frame rate, for callers that sample in seconds).
+    """Decode the frames that ``select(num_frames)`` asks for, in one pass over the video; a
+    ``select`` taking two arguments also gets the stream's average frame rate (``fps``).
 
     Returns ``(frames, inverse)``: ``frames`` uint8 [U, H, W, 3] holds each distinct requested
     frame once, in increasing index order, and ``frames[inverse]`` is the requested sequence.
@@ -90,7 +91,7 @@ def decode_frames(
         try:
             reader = _READERS[name](str(path), threads)
             try:
-                wanted = np.asarray(select(reader.num_frames, reader.fps), dtype=np.int64)
+                wanted = np.asarray(_call_select(select, reader.num_frames, reader.fps), dtype=np.int64)
                 unique, inverse = np.unique(wanted, return_inverse=True)
                 frames = reader.get(unique) if len(unique) else np.zeros((0, 1, 1, 3), np.uint8)
             finally:
@@ -178,6 +179,17 @@ def _decord_decode_all(path: str, chunk: int = 32) -> int:
 
 
 # --------------------------------------------------------------------------------- helpers
+
+
+def _call_select(select: Callable[..., np.ndarray], num_frames: int, fps: float) -> np.ndarray:
+    """``select(num_frames, fps)`` if it takes two positional arguments, else ``select(num_frames)``."""
+    try:
+        params = inspect.signature(select).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return select(num_frames, fps)
+    kinds = [p.kind for p in params]
+    two = kinds.count(inspect.Parameter.POSITIONAL_ONLY) + kinds.count(inspect.Parameter.POSITIONAL_OR_KEYWORD) >= 2
+    return select(num_frames, fps) if two or inspect.Parameter.VAR_POSITIONAL in kinds else select(num_frames)
 
 
 def _as_index_array(indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
