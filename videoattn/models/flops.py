@@ -1,6 +1,9 @@
 # FLOP and parameter counting with fvcore, as pytorchvideo's model zoo counts
-# (one multiply-add = one FLOP), with a handle for scaled_dot_product_attention
-# (fvcore counts it as 0), and the model card: the cost of each inserted block.
+# (one multiply-add = one FLOP), and the model card: the cost of each inserted block.
+# fvcore counts 0 for several ops our blocks use; handles here count them:
+# scaled_dot_product_attention, baddbmm (1x1x1 convs as GEMMs), the blocks' chunked
+# softmax attention (a custom autograd Function), and broadcast matmul (fvcore's
+# handle drops the broadcast batch dimensions).
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,25 +15,54 @@ import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 
+from videoattn.blocks._attention import _ChunkedSoftmaxAttention
 from videoattn.models.insert import Inserted
 from videoattn.models.registry import get_model_entry
 
-__all__ = ["BlockCost", "ModelCard", "sdpa_flop_jit", "flop_counter", "model_inputs", "model_card"]
+__all__ = ["BlockCost", "ModelCard", "EXTRA_HANDLES", "flop_counter", "model_inputs", "model_card"]
 
 
 def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
-    """FLOPs of scaled_dot_product_attention: q k^T and (attention) v, multiply-adds."""
+    """scaled_dot_product_attention: q k^T and (attention) v."""
     q, k, v = (get_shape(x) for x in inputs[:3])
     # q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev)
-    batch = prod(q[:-2])
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+    return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def channels_first_attention_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """The blocks' chunked softmax attention: q (B, D, L), k (B, D, Np), v (B, Dv, Np) -> (B, Dv, L)."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return q[0] * q[2] * k[2] * (q[1] + v[1])
+
+
+def baddbmm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """baddbmm(input, b1, b2): b1 (B, N, M) x b2 (B, M, P)."""
+    b1, b2 = get_shape(inputs[1]), get_shape(inputs[2])
+    return b1[0] * b1[1] * b1[2] * b2[2]
+
+
+def matmul_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """matmul with broadcasting: (..., N, M) x (..., M, P) -> (..., N, P)."""
+    a, b = get_shape(inputs[0]), get_shape(inputs[1])
+    if len(a) == 1 or len(b) == 1:  # vector products
+        return prod(a) * (b[-1] if len(b) > 1 else 1)
+    out = get_shape(outputs[0])
+    return prod(out) * a[-1]
+
+
+EXTRA_HANDLES = {
+    "aten::scaled_dot_product_attention": sdpa_flop_jit,
+    f"prim::PythonOp.{_ChunkedSoftmaxAttention.__name__}": channels_first_attention_flop_jit,
+    "aten::baddbmm": baddbmm_flop_jit,
+    "aten::matmul": matmul_flop_jit,
+}
 
 
 def flop_counter(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]) -> FlopCountAnalysis:
-    """fvcore FlopCountAnalysis of ``model(inputs)`` with the SDPA handle, quiet about
-    ops it does not count (element-wise ops, pooling: pytorchvideo's convention)."""
+    """fvcore FlopCountAnalysis of ``model(inputs)`` with EXTRA_HANDLES, quiet about the ops
+    it does not count (element-wise ops, softmax, pooling: pytorchvideo's convention)."""
     counter = FlopCountAnalysis(model, (inputs,))
-    counter.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+    counter.set_op_handle(**EXTRA_HANDLES)
     counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return counter
 
