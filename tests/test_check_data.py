@@ -65,3 +65,16 @@ def test_check_data_rejects_bad_arguments(dataset: Path) -> None:
         main(["list.txt", "--root", str(dataset / "nowhere")])
     with pytest.raises(SystemExit):
         main(["nolist.txt", "--root", str(dataset)])
+
+
+def test_clean_copies_drop_exactly_the_unreadable_rows(dataset: Path, tmp_path: Path) -> None:
+    (dataset / "with_comments.txt").write_text("# header comment\nok0.mp4 0\n\ntext.mp4 1\nok1.mp4 1\n")
+    csv_text = "label,youtube_id,time_start,time_end,split\nyoga,aaa,0,10,train\nyoga,bbb,0,10,train\n"
+    (dataset / "k.csv").write_text(csv_text)
+    (dataset / "aaa_000000_000010.mp4").write_bytes((dataset / "ok2.mp4").read_bytes())
+    (dataset / "bbb_000000_000010.mp4").write_text("not a video")
+    clean = tmp_path / "clean"
+    status = main(["with_comments.txt", "k.csv", "--root", str(dataset), "-o", str(tmp_path / "r.tsv"), "-j", "1", "--no-progress", "--clean-dir", str(clean)])
+    assert status == 1
+    assert (clean / "with_comments.txt").read_text() == "# header comment\nok0.mp4 0\n\nok1.mp4 1\n"
+    assert (clean / "k.csv").read_text() == "label,youtube_id,time_start,time_end,split\nyoga,aaa,0,10,train\n"

@@ -1,6 +1,7 @@
 # `videoattn check-data LIST... --root ROOT`: scan the videos of annotation files (any format
 # videoattn reads) in parallel with a progress bar and write the unreadable ones, with the
-# reason for each, to a TSV file, so a Kinetics copy can be cleaned before training.
+# reason for each, to a TSV file, and optionally (--clean-dir) copies of the annotation files
+# without those rows, so a Kinetics copy can be cleaned before training.
 from __future__ import annotations
 
 import argparse
@@ -9,13 +10,14 @@ import multiprocessing as mp
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 
 from tqdm import tqdm
 
 from videoattn.data.annotations import read_raw_annotations
 from videoattn.data.decode import DecodeError, check_video
 
-__all__ = ["main", "scan"]
+__all__ = ["main", "scan", "write_clean_copy"]
 
 
 def _check_one(job: tuple[str, bool]) -> tuple[str, str | None]:
@@ -51,6 +53,31 @@ def scan(paths: list[str], *, workers: int = 1, full: bool = True, progress: boo
     return bad
 
 
+def write_clean_copy(annotation: Path, row_paths: list[str], bad: dict[str, str], clean_dir: Path) -> Path | None:
+    """Copy ``annotation`` into ``clean_dir`` without the rows whose video is in ``bad``; blank
+    and comment lines and a CSV header are kept verbatim. Class folders are skipped (None)."""
+    if annotation.is_dir():
+        return None
+    lines = annotation.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = [c.strip().lower() for c in lines[0].split(",")] if lines else []
+    is_csv = all(c in header for c in ("youtube_id", "time_start", "time_end"))
+    kept, row = [], 0
+    for number, line in enumerate(lines):
+        data_line = (number > 0 if is_csv else bool(line.strip()) and not line.lstrip().startswith("#"))
+        if data_line and line.strip():
+            if row_paths[row] not in bad:
+                kept.append(line)
+            row += 1
+        else:
+            kept.append(line)
+    if row != len(row_paths):  # the file changed under us, or a format corner case: do not guess
+        raise ValueError(f"{annotation}: found {row} rows, expected {len(row_paths)}; clean copy not written")
+    clean_dir.mkdir(parents=True, exist_ok=True)
+    out = clean_dir / annotation.name
+    out.write_text("".join(kept), encoding="utf-8")
+    return out
+
+
 def _kind(reason: str) -> str:
     """A short class of a reason for the summary: the first backend's exception or message."""
     first = reason.split(";")[0].removeprefix("pyav: ").removeprefix("decord: ")
@@ -69,15 +96,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1, help="parallel processes")
     parser.add_argument("--quick", action="store_true", help="decode first, middle and last frames only (default: every frame)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--clean-dir", default=None, help="also write each annotation file without its unreadable rows into this folder")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         parser.error(f"--root {args.root!r} is not a directory")
     paths: list[str] = []
+    per_source: dict[str, list[str]] = {}
     for source in args.lists:
         try:
-            paths += [r.path for r in read_raw_annotations(source, args.root)]
+            per_source[source] = [r.path for r in read_raw_annotations(source, args.root)]
         except ValueError as exc:
             parser.error(str(exc))
+        paths += per_source[source]
     total = len(dict.fromkeys(paths))
     bad = scan(paths, workers=args.workers, full=not args.quick, progress=not args.no_progress)
     with open(args.output, "w", newline="", encoding="utf-8") as f:
@@ -85,6 +115,11 @@ def main(argv: list[str]) -> int:
         writer.writerow(["path", "reason"])
         for path in sorted(bad):
             writer.writerow([path, bad[path]])
+    if args.clean_dir:
+        for source, rows in per_source.items():
+            written = write_clean_copy(Path(args.root, source) if not os.path.isabs(source) else Path(source), rows, bad, Path(args.clean_dir))
+            if written:
+                print(f"clean copy: {written}")
     kinds = Counter(_kind(reason) for reason in bad.values())
     print(f"checked {total} videos: {total - len(bad)} readable, {len(bad)} unreadable -> {args.output}")
     for kind, n in kinds.most_common(10):
