@@ -104,15 +104,42 @@ def test_channels_last_3d_gives_the_same_result(name: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_torch_compile_all_blocks_match_eager() -> None:
-    # One compilation for the four blocks (compiling is the slow part on the CPU).
+def _compile_model(extra_nl: bool) -> nn.Sequential:
+    # All blocks in one module, so that each test compiles once (compiling is the slow part on the
+    # CPU); extra_nl adds NonLocal3d's chunked attention (a custom autograd.Function) and the
+    # dot_product reordering.
     torch.manual_seed(6)
-    model = nn.Sequential(*(_trained_like(name) for name in list_blocks())).eval()
+    blocks = [_trained_like(name) for name in list_blocks()]
+    if extra_nl:
+        blocks += [NonLocal3d(C, impl="chunked"), NonLocal3d(C, instantiation="dot_product", impl="auto")]
+    return nn.Sequential(*blocks).eval()
+
+
+def test_torch_compile_inductor_matches_eager() -> None:
+    model = _compile_model(extra_nl=False)
     x = _x(7, (1, C, 2, 4, 4))
     with torch.no_grad():
         ref = model(x)
         out = torch.compile(model)(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_compile_training_graph_matches_eager() -> None:
+    # Forward + backward captured by dynamo and AOTAutograd (the training path of torch.compile);
+    # the aot_eager backend skips inductor's code generation, which the test above covers.
+    model = _compile_model(extra_nl=True)
+    x = _x(8, (1, C, 2, 4, 4))
+    x_ref, x_c = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = model(x_ref)
+    ref.square().sum().backward()
+    grads_ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = torch.compile(model, backend="aot_eager")(x_c)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    for p, g in zip(model.parameters(), grads_ref):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list_blocks())

@@ -126,6 +126,17 @@ def test_chunked_attention_gradcheck(small_chunks: None) -> None:
     assert torch.autograd.gradcheck(lambda q, k, v: chunked_softmax_attention(q, k, v, 0.7), (q, k, v))
 
 
+@pytest.mark.parametrize("impl", ["chunked", "sdpa", "matmul"])
+def test_bf16_autocast_close_to_fp32(impl: str, small_chunks: None) -> None:
+    block = NonLocal3d(16, impl=impl).eval()
+    _randomise(block, seed=10)
+    x = _x((1, 16, 2, 4, 4), seed=11)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), block(x), rtol=0.1, atol=0.1)
+
+
 def test_auto_choice_by_shape_and_device() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     res3, res4 = (8 * 28 * 28, 8 * 14 * 14), (8 * 14 * 14, 8 * 7 * 7)
@@ -135,6 +146,12 @@ def test_auto_choice_by_shape_and_device() -> None:
     dot = NonLocal3d(512, instantiation="dot_product")
     assert dot._pick_impl(cpu, *res3) == "reorder" and dot._pick_impl(cpu, 6272, 98) == "matmul"
     assert NonLocal3d(16, impl="sdpa")._pick_impl(cpu, 4, 4) == "sdpa"
+
+
+def test_identity_at_init_with_a_norm_without_affine() -> None:
+    block = NonLocal3d(16, norm_layer=lambda c: nn.BatchNorm3d(c, affine=False))
+    x = _x(seed=9)
+    torch.testing.assert_close(block(x), x, rtol=0, atol=0)
 
 
 def test_inner_channels_and_no_norm() -> None:

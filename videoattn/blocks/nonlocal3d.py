@@ -16,7 +16,6 @@ from videoattn.blocks._pointwise import pointwise_conv, pointwise_convs
 
 INSTANTIATIONS = ("softmax", "dot_product", "gaussian", "concatenation")
 IMPLS = ("auto", "matmul", "chunked", "sdpa")
-# Below this many affinity entries (L * Np) the plain matmul is as fast and the affinity is small.
 # On the CPU, below this many affinity entries (L * Np) per clip the plain matmul is faster than
 # the chunked path (res4, 1568 x 392: matmul; res3, 6272 x 1568: chunked), and the affinity small.
 MIN_CHUNKED_AFFINITY = 2**21
@@ -36,11 +35,12 @@ class NonLocal3d(nn.Module):
         pool_size: max-pool kernel (= stride) over (T, H, W) applied to x before phi and g;
             None or (1, 1, 1) for no pooling.
         norm_layer: normalisation after conv_out, built as ``norm_layer(in_channels)``; its weight
-            is zero-initialised so that the block is the identity at initialisation.
+            and bias are zero-initialised so that the block is the identity at initialisation
+            (conv_out is zeroed instead when the norm has no affine weight, or is None).
         impl: how y is computed; results are equal up to float rounding.
             ``"matmul"`` materialises the (THW x Np) affinity, as pytorchvideo does.
             ``"chunked"`` (softmax, gaussian) never stores it: queries in chunks, softmax recomputed
-            in backward (``_attention.py``); the fastest and leanest on the CPU.
+            in backward (``_attention.py``); the leanest, and the fastest on the CPU at res3 sizes.
             ``"sdpa"`` (softmax, gaussian): ``F.scaled_dot_product_attention`` (fused kernels on GPUs).
             For dot_product any impl but ``"matmul"`` uses the exact reordering theta (phi^T g) / Np.
             For concatenation the affinity is always materialised.
@@ -91,11 +91,13 @@ class NonLocal3d(nn.Module):
             if m is not None:
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
-        if self.norm is not None and getattr(self.norm, "weight", None) is not None:
-            nn.init.zeros_(self.norm.weight)
-            nn.init.zeros_(self.norm.bias)
-        elif self.norm is None:
-            nn.init.zeros_(self.conv_out.weight)  # identity at init without a norm layer
+        norm_weight, norm_bias = getattr(self.norm, "weight", None), getattr(self.norm, "bias", None)
+        if isinstance(norm_weight, torch.Tensor):
+            nn.init.zeros_(norm_weight)
+            if isinstance(norm_bias, torch.Tensor):
+                nn.init.zeros_(norm_bias)
+        else:  # no affine norm: the zero conv_out makes the branch 0 (a norm of a constant is 0)
+            nn.init.zeros_(self.conv_out.weight)
 
     def _pick_impl(self, device: torch.device, num_queries: int, num_keys: int) -> str:
         if self.instantiation == "dot_product":
