@@ -92,7 +92,14 @@ PRESETS: dict[str, dict[str, Placement]] = {
 
 
 def _describe(placement: Placement) -> str:
-    where = ", ".join(f"res{s} " + ("all" if i == ALL else "blocks " + ",".join(map(str, i))) for s, i in placement.stages.items())
+    def blocks(indices: Sequence[int] | str) -> str:
+        if indices == ALL:
+            return "all blocks"
+        if list(indices) == [-2]:
+            return "block -2 (before the last)"
+        return ("block " if len(indices) == 1 else "blocks ") + ",".join(map(str, indices))
+
+    where = "; ".join(f"res{s} {blocks(i)}" for s, i in placement.stages.items())
     extra = f" ({placement.kwargs['instantiation']})" if "instantiation" in placement.kwargs else ""
     return f"{placement.block.upper()}{extra} {placement.position} {where}"
 
