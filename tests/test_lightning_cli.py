@@ -76,7 +76,7 @@ def test_fit_saves_best_and_last_checkpoints_logs_and_classes(trained: tuple[Pat
     rows = list(csv.DictReader(open(run / "logs" / "version_0" / "metrics.csv")))
     lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
     assert len(lrs) == 4 and lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warm-up then cosine
-    assert any(r.get("val/top1") for r in rows) and any(r.get("train/top1_epoch") for r in rows)
+    assert any(r.get("val/top1") for r in rows) and any(r.get("train/top1") for r in rows) and any(r.get("train/skipped") for r in rows)
 
 
 def test_test_subcommand_writes_one_row_per_video(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
