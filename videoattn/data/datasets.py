@@ -172,16 +172,16 @@ class VideoClipDataset(Dataset):
             return np.concatenate([random_clip(n, t, tau, short_video=self.short_video) for _ in range(k)])
 
         frames, inverse = self._decode(path, select)
-        clips = []
-        for clip_index in inverse.view(k, t):  # [T] indices into the unique frames
+        out = empty_for_transfer((k, 3, t, self.crop_size, self.crop_size))  # [K, C, T, crop, crop]
+        for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
             lo, hi = self.train_short_side
             size = int(torch.randint(lo, hi + 1, (1,)))
             clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
             clip = random_crop(clip, self.crop_size)
             if self.flip and bool(torch.rand(()) < 0.5):
                 clip = horizontal_flip(clip)
-            clips.append(normalize(clip, self.mean, self.std))  # [3, T, crop, crop]
-        return torch.stack(clips)
+            normalize(clip, self.mean, self.std, out=out[i])  # writes [3, T, crop, crop] into out[i]
+        return out
 
     def _views(self, path: str, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
         """num_clips x num_crops views from one decode -> float [V, C, T, crop, crop]."""
