@@ -172,3 +172,22 @@ def test_checkpoint_loads_back_into_the_module(trained: tuple[Path, Path]) -> No
     saved = torch.load(last, weights_only=True)["state_dict"]
     assert model.classes == list(CLASSES) and model.hparams.backbone == "i3d_tiny"
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+class PoolHead(torch.nn.Module):
+    """A user's own backbone, given to the CLI by class_path: pool, then a linear head."""
+
+    def __init__(self, num_classes: int, channels: int = 3) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3, 4)))  # [N, C, T, H, W] -> [N, K]
+
+
+def test_any_module_as_backbone_by_class_path(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, _ = trained
+    backbone = '{"class_path": "test_lightning_cli.PoolHead", "init_args": {"num_classes": 3}}'
+    cli = cli_main(["validate", "--config", str(cfg), "--model.backbone", backbone, "--trainer.default_root_dir", str(tmp_path)])
+    assert isinstance(cli.model.backbone, PoolHead)
+    assert cli.trainer.callback_metrics["val/top1"] >= 0
