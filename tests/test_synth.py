@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from videoattn.synth import ACTIONS, CLASSES, MOTIONS, generate_dataset, render_video, sample_spec, video_rng
 from videoattn.tools.synth import main as synth_main
@@ -113,3 +114,25 @@ def test_cli_writes_dataset_and_rejects_bad_arguments(tmp_path: Path, capsys: py
     assert len(list(out.glob("videos/*/*.mp4"))) == len(CLASSES)
     assert synth_main([str(out), "--videos-per-class", "0", "--quiet"]) == 2
     assert "videos_per_class must be >= 1" in capsys.readouterr().out
+
+
+def test_synthetic_datamodule_keeps_left_and_right_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No horizontal flip (it would swap moving_left/right, clockwise/anticlockwise), and the
+    label order of the generator's classes.txt."""
+    import videoattn.data.datasets as datasets
+    from videoattn.synth.datamodule import SyntheticDataModule
+
+    flips = []
+    monkeypatch.setattr(datasets, "horizontal_flip", lambda x: flips.append(1) or x.flip(-1))
+    generate_dataset(tmp_path, videos_per_class=1, split_fractions=(1.0, 0.0, 0.0), frames=(12, 12), workers=1, progress=False)
+    kwargs = dict(num_frames=4, sampling_rate=2, crop_size=32, train_short_side=(32, 32), num_workers=0)
+    dm = SyntheticDataModule(str(tmp_path), "train.csv", **kwargs)
+    assert dm.classes == CLASSES and dm.num_classes == len(CLASSES)
+    torch.manual_seed(0)
+    for _ in range(20):
+        dm.datasets["train"][0]
+    assert flips == []
+    flipping = SyntheticDataModule(str(tmp_path), "train.csv", flip=True, **kwargs)
+    for _ in range(20):
+        flipping.datasets["train"][0]
+    assert 0 < len(flips) < 20

@@ -59,7 +59,7 @@ def _span(rng: np.random.Generator, lo: float, hi: float, min_length: float) -> 
 
 
 def _size(rng: np.random.Generator, scene: Scene) -> float:
-    return scene.short * rng.uniform(0.07, 0.12)
+    return scene.short * rng.uniform(0.09, 0.14)
 
 
 def _object_shape(rng: np.random.Generator) -> str:
@@ -75,7 +75,7 @@ def _offset(rng: np.random.Generator, coords: np.ndarray, margin: float, extent:
 def horizontal(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.ndarray]) -> list[Sprite]:
     """Forwards: one object moving right (backwards: left)."""
     r = _size(rng, scene)
-    a, b = _span(rng, r, scene.width - r, 0.35 * scene.width)
+    a, b = _span(rng, r, scene.width - r, 0.5 * scene.width)
     y = rng.uniform(r, scene.height - r) + rng.uniform(-0.1, 0.1) * scene.height * _ramp(rng, scene.num_frames)
     return [Sprite(_object_shape(rng), colour(), a + (b - a) * _ramp(rng, scene.num_frames), y, r)]
 
@@ -83,7 +83,7 @@ def horizontal(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.n
 def vertical(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.ndarray]) -> list[Sprite]:
     """Forwards: one object moving down (backwards: up)."""
     r = _size(rng, scene)
-    a, b = _span(rng, r, scene.height - r, 0.35 * scene.height)
+    a, b = _span(rng, r, scene.height - r, 0.5 * scene.height)
     x = rng.uniform(r, scene.width - r) + rng.uniform(-0.1, 0.1) * scene.width * _ramp(rng, scene.num_frames)
     return [Sprite(_object_shape(rng), colour(), x, a + (b - a) * _ramp(rng, scene.num_frames), r)]
 
@@ -93,7 +93,7 @@ def distance(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.nda
     r = _size(rng, scene)
     theta = rng.uniform(0, np.pi)
     near = 2.3 * r
-    far = max(near + 0.2 * scene.short, rng.uniform(0.45, 0.75) * scene.short)
+    far = max(near + 0.3 * scene.short, rng.uniform(0.6, 0.8) * scene.short)
     d = near + (far - near) * _ramp(rng, scene.num_frames)  # centre-to-centre distance
     xs = np.stack([-np.cos(theta) * d / 2, np.cos(theta) * d / 2])  # [2 objects, T]
     ys = np.stack([-np.sin(theta) * d / 2, np.sin(theta) * d / 2])
@@ -133,10 +133,10 @@ def chase(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.ndarra
     """Forwards: a circle chasing a square, both moving the same way in a random direction
     (backwards: the square chases the circle)."""
     r = _size(rng, scene)
-    gap = rng.uniform(2.4, 3.2) * r
+    gap = rng.uniform(2.3, 2.8) * r
     theta = rng.uniform(0, 2 * np.pi)
     ux, uy = np.cos(theta), np.sin(theta)
-    p = rng.uniform(0.2, 0.35) * scene.short * _ramp(rng, scene.num_frames)  # follower's progress
+    p = rng.uniform(0.3, 0.45) * scene.short * _ramp(rng, scene.num_frames)  # follower's progress
     xs = np.stack([ux * p, ux * (p + gap)])  # [2 objects, T]
     ys = np.stack([uy * p, uy * (p + gap)])
     xs += _offset(rng, xs, r, scene.width)

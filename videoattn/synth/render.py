@@ -13,7 +13,7 @@ __all__ = ["VideoSpec", "sample_spec", "render_video", "FRAME_RATES", "SHORT_SID
 
 FRAME_RATES = (24.0, 25.0, 29.97, 30.0)
 SHORT_SIDES = (96, 112, 128)
-ASPECTS = (1.0, 4 / 3, 16 / 9)
+ASPECTS = (1.0, 4 / 3, 3 / 2)
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def sample_spec(rng: np.random.Generator, *, frames: tuple[int, int] = (40, 90))
         fps=float(rng.choice(FRAME_RATES)),
         height=height,
         width=width,
-        num_distractors=int(rng.integers(0, 4)),
-        noise=float(rng.uniform(0.0, 6.0)),
+        num_distractors=int(rng.integers(0, 3)),
+        noise=float(rng.uniform(0.0, 4.0)),
     )
 
 
@@ -48,7 +48,7 @@ def _distractors(rng: np.random.Generator, scene: Scene, count: int, bg: np.ndar
     """Small objects that wobble in place (a random walk of a pixel or so), drawn under the actors."""
     sprites = []
     for _ in range(count):
-        r = scene.short * rng.uniform(0.04, 0.08)
+        r = scene.short * rng.uniform(0.03, 0.06)
         walk = np.cumsum(rng.normal(0, 0.3, size=(2, scene.num_frames)), axis=1)  # [xy, T]
         x, y = rng.uniform(r, scene.width - r), rng.uniform(r, scene.height - r)
         shape = str(rng.choice(SHAPES))
@@ -70,7 +70,13 @@ def render_video(label: int | str, rng: np.random.Generator, spec: VideoSpec | N
     scene = Scene(spec.num_frames, spec.height, spec.width, bg.mean(axis=(0, 1)))
     action = ACTIONS[name]
     sprites = _distractors(rng, scene, spec.num_distractors, scene.background_colour)
-    sprites += action.motion(rng, scene, lambda: pick_colour(rng, scene.background_colour))
+    # The action takes place in the central square (the part every crop of the short side sees,
+    # as Kinetics clips are roughly centred on their action); distractors use the whole frame.
+    short = scene.short
+    square = Scene(spec.num_frames, short, short, scene.background_colour)
+    for sprite in action.motion(rng, square, lambda: pick_colour(rng, scene.background_colour, 120.0)):
+        sprite.x, sprite.y = sprite.x + (spec.width - short) / 2, sprite.y + (spec.height - short) / 2
+        sprites.append(sprite)
     frames = np.empty((spec.num_frames, spec.height, spec.width, 3), dtype=np.uint8)
     for i in range(spec.num_frames):
         img = bg.copy()
