@@ -138,3 +138,5 @@ def test_block_overrides_reach_the_blocks() -> None:
     assert {m.block.instantiation for m in model.modules() if isinstance(m, Inserted)} == {"gaussian"}
     with pytest.raises(ValueError, match="instantiation"):
         create_model("i3d_tiny_nl", instantiation="cosine")
+    with pytest.raises(ValueError, match="i3d_tiny_gc: bad override.*ratoi"):
+        create_model("i3d_tiny_gc", ratoi=0.25)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Sequence
 
 import torch.nn as nn
@@ -104,17 +105,17 @@ def _describe(placement: Placement) -> str:
     return f"{placement.block.upper()}{extra} {placement.position} {where}"
 
 
+def _build_preset(base: str, placement: Placement, /, *, num_classes: int = 400, dropout: float = 0.5, **block_overrides: Any) -> nn.Module:
+    model = get_model_entry(base).builder(num_classes=num_classes, dropout=dropout)
+    return apply_placement(model, placement, **block_overrides)[0]
+
+
 def _register_presets() -> None:
     for backbone, presets in PRESETS.items():
         base = get_model_entry(backbone)
         for suffix, placement in presets.items():
-
-            def build(*, num_classes: int = 400, dropout: float = 0.5, _base=base, _placement=placement, **block_overrides: Any) -> nn.Module:
-                model = _base.builder(num_classes=num_classes, dropout=dropout)
-                return apply_placement(model, _placement, **block_overrides)[0]
-
             register_model(f"{backbone}_{suffix}", frames=base.frames, crop_size=base.crop_size,
-                           description=f"{backbone} + {_describe(placement)}")(build)
+                           description=f"{backbone} + {_describe(placement)}")(partial(_build_preset, backbone, placement))
 
 
 _register_presets()

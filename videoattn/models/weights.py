@@ -29,7 +29,8 @@ _TV_BLOCK = {"conv1": "branch2.conv_a", "bn1": "branch2.norm_a", "conv2": "branc
 class LoadReport:
     """What ``load_weights`` did.
 
-    source: "pytorchvideo", "videoattn" (a Lightning/videoattn checkpoint) or "torchvision-2d".
+    source: "pytorchvideo" (``model_state`` entry), "videoattn" (Lightning/videoattn checkpoint),
+        "bare" (a plain state dict) or "torchvision-2d" (inflated).
     loaded: model keys filled from the checkpoint.
     inserted: paths of inserted blocks left at their initialisation (not in the checkpoint).
     head_reinitialised: classifier keys left at their initialisation (class count differs).
@@ -191,8 +192,6 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
         raise ValueError(f"inflate must be one of {INFLATE_MODES}, got {inflate!r}")
     if _is_torchvision_2d(state):
         state, kind = torchvision_resnet_to_3d(state, model, inflate), "torchvision-2d"
-    elif kind == "bare":
-        kind = "pytorchvideo"
 
     own = model.state_dict()
     canonical, inserted = _key_layout(model)
