@@ -32,7 +32,7 @@ def _parse(*files: Path) -> Any:
 
 
 def _base_of(path: Path) -> Path | None:
-    m = re.search(r"^# stack on: (\S+)", path.read_text(), flags=re.M)
+    m = re.search(r"^# stack on: (\S+)", path.read_text(), flags=re.MULTILINE)
     return CONFIGS.parent / m.group(1) if m else None
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import moving_square_frames
+
 from videoattn.lightning_cli import cli_main
 from videoattn.video_io import write_video
 
@@ -73,7 +73,8 @@ def test_fit_saves_best_and_last_checkpoints_logs_and_classes(trained: tuple[Pat
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs x 2 batches (5 videos, batch 2, drop_last)
     assert ckpt["classes"] == list(CLASSES) and ckpt["hyper_parameters"]["num_classes"] == 3
     assert any(k.startswith("backbone.") for k in ckpt["state_dict"])
-    rows = list(csv.DictReader(open(run / "logs" / "version_0" / "metrics.csv")))
+    with open(run / "logs" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
     assert len(lrs) == 4 and lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warm-up then cosine
     assert any(r.get("val/top1") for r in rows) and any(r.get("train/top1") for r in rows) and any(r.get("train/skipped") for r in rows)

@@ -219,7 +219,7 @@ def test_checkpoint_keeps_backbone_prefix_and_classes(tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert ckpt["classes"] == ["abseiling", "bowling", "cooking"]
     assert ckpt["hyper_parameters"]["class_names"] == ckpt["classes"]
-    assert set(k for k in ckpt["state_dict"] if not k.startswith(("train_", "val_", "test_"))) == {f"backbone.{k}" for k in TinyNet().state_dict()}
+    assert {k for k in ckpt["state_dict"] if not k.startswith(("train_", "val_", "test_"))} == {f"backbone.{k}" for k in TinyNet().state_dict()}
 
 
 def test_bf16_mixed_runs_one_step(tmp_path: Path) -> None:

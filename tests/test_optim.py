@@ -1,13 +1,19 @@
 # Tests for videoattn.optim: no-decay parameter groups, optimizers, warm-up + cosine schedule.
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from videoattn.optim import WarmupCosineLR, build_optimizer, param_groups, warmup_cosine_factor
+from videoattn.optim import (
+    WarmupCosineLR,
+    build_optimizer,
+    param_groups,
+    warmup_cosine_factor,
+)
 
 
 def _net() -> nn.Sequential:
@@ -87,8 +93,8 @@ def test_schedule_matches_pyslowfast_kinetics_recipe() -> None:
         want = _pyslowfast_lr(step / spe, base=base, end=0.0, max_epoch=196, warmup_epochs=34, warmup_start=0.01)
         assert seen[step] == pytest.approx(want, rel=1e-9, abs=1e-12), step
     assert max(seen) == pytest.approx(seen[340])  # peak at the end of warm-up
-    assert all(a < b for a, b in zip(seen[:340], seen[1:341]))  # rising during warm-up
-    assert all(a >= b for a, b in zip(seen[340:], seen[341:]))  # then non-increasing
+    assert all(a < b for a, b in itertools.pairwise(seen[:341]))  # rising during warm-up
+    assert all(a >= b for a, b in itertools.pairwise(seen[340:]))  # then non-increasing
 
 
 def test_schedule_resumes_from_state_dict() -> None:

@@ -1,7 +1,6 @@
 # Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average.
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -61,7 +60,7 @@ def test_layers_kept_in_eval_mode_by_the_model_are_not_touched() -> None:
             self.frozen = nn.BatchNorm3d(3)
             self.live = nn.BatchNorm3d(3)
 
-        def train(self, mode: bool = True) -> "Frozen":
+        def train(self, mode: bool = True) -> Frozen:
             super().train(mode)
             self.frozen.eval()
             return self

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
-
 from test_ddp import ROOT
 from test_lightning_cli import make_dataset, write_config
+
 from videoattn.lightning_cli import cli_main
 
 

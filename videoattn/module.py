@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -22,7 +23,7 @@ from videoattn.aggregate import aggregate_views
 from videoattn.optim import WarmupCosineLR, build_optimizer
 from videoattn.precise_bn import update_precise_bn
 
-__all__ = ["VideoClassifier", "NonFiniteLossError", "Video"]
+__all__ = ["NonFiniteLossError", "Video", "VideoClassifier"]
 
 Video = torch.Tensor | list[torch.Tensor]  # [B, C, T, H, W], or [slow, fast] for SlowFast
 
@@ -132,7 +133,7 @@ class VideoClassifier(LightningModule):
         head.requires_grad_(True)
         rank_zero_info(f"freeze_backbone: training only the head {head_name!r}")
 
-    def train(self, mode: bool = True) -> "VideoClassifier":
+    def train(self, mode: bool = True) -> VideoClassifier:
         super().train(mode)
         if mode and self.hparams.freeze_backbone:  # frozen BatchNorms keep their statistics and eval mode
             for module in self.backbone.modules():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["NORM_LAYERS", "param_groups", "build_optimizer", "warmup_cosine_factor", "WarmupCosineLR"]
+__all__ = ["NORM_LAYERS", "WarmupCosineLR", "build_optimizer", "param_groups", "warmup_cosine_factor"]
 
 NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*

@@ -6,7 +6,8 @@
 # over processes, as PySlowFast does.
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
+from typing import Any
 
 import torch
 import torch.distributed as dist
