@@ -8,12 +8,16 @@
 # the caller's [slow, fast] list.
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-from pytorchvideo.models.resnet import ResStage, create_resnet
-from pytorchvideo.models.slowfast import create_slowfast
+
+with warnings.catch_warnings():  # fvcore (imported by pytorchvideo) scripts a loss with torch.jit.script at import
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+    from pytorchvideo.models.resnet import ResStage, create_resnet
+    from pytorchvideo.models.slowfast import create_slowfast
 
 from videoattn.models.registry import register_model
 
