@@ -10,6 +10,7 @@ from torch import nn
 from videoattn.blocks import NonLocal3d
 from videoattn.blocks import _attention
 from videoattn.blocks._attention import chunked_softmax_attention
+from videoattn.blocks._pointwise import _PointwiseConv, grouped_pointwise_conv, pointwise_conv
 
 
 @pytest.fixture
@@ -135,6 +136,20 @@ def test_bf16_autocast_close_to_fp32(impl: str, small_chunks: None) -> None:
         out = block(x)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), block(x), rtol=0.1, atol=0.1)
+
+
+def test_pointwise_conv_equals_conv3d() -> None:
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 5, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(_PointwiseConv.apply, (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: _PointwiseConv.apply(x, w, None), (x, w))
+    conv, grouped = nn.Conv3d(8, 6, 1), nn.Conv3d(8, 12, 1, groups=4, bias=False)
+    x = torch.randn(2, 8, 2, 3, 3)
+    for inp in (x, x.contiguous(memory_format=torch.channels_last_3d)):
+        torch.testing.assert_close(pointwise_conv(conv, inp), conv(x).flatten(2))
+        torch.testing.assert_close(grouped_pointwise_conv(grouped, inp.flatten(2)), grouped(x).flatten(2))
 
 
 def test_auto_choice_by_shape_and_device() -> None:

@@ -1,33 +1,51 @@
 # 1x1x1 Conv3d evaluated as batched matrix products. On the CPU this is faster than nn.Conv3d's
 # forward + backward at the I3D-R50 res3/res4 sizes (it takes the slow_conv3d path; measured with
-# scripts/bench_blocks.py), several convs on one input share a single GEMM, and the result comes
-# in the (N, C_out, T*H*W) layout that the attention wants.
+# scripts/bench_blocks.py), and the result comes in the (N, C_out, T*H*W) layout that the
+# attention wants. The weight gradient is accumulated clip by clip, so that no (N, C_out, C)
+# per-clip gradient is materialised. (Stacking several convs into one GEMM was measured 5-10%
+# faster but kept the stacked output alive for backward: +18 MiB for CGNL at res4; not done.)
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 
-def pointwise_convs(x: torch.Tensor, *convs: nn.Conv3d) -> tuple[torch.Tensor, ...]:
-    """``(conv(x).flatten(2) for conv in convs)`` for 1x1x1, stride-1, ungrouped convs, computed as
-    one GEMM with the weights stacked: (N, C, T, H, W) -> (N, C_out_i, T*H*W) each."""
-    x = x.flatten(2)  # (N, C, L), a view also for channels_last_3d input
-    weight = convs[0].weight if len(convs) == 1 else torch.cat([c.weight for c in convs])
-    w = weight.flatten(1).expand(x.shape[0], -1, -1)  # (N, sum C_out, C), no copy
-    biases = [c.bias for c in convs]
-    if all(b is None for b in biases):
-        y = torch.bmm(w, x)
-    else:
-        if any(b is None for b in biases):
-            raise ValueError("pointwise_convs: convs must all have a bias or none")
-        bias = biases[0] if len(convs) == 1 else torch.cat(biases)
-        y = torch.baddbmm(bias.view(1, -1, 1), w, x)  # (N, sum C_out, C) x (N, C, L) + b
-    return y.split([c.out_channels for c in convs], dim=1)
+class _PointwiseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # x (N, C, L), weight (C_out, C), bias (C_out,) -> (N, C_out, L)
+        w = weight.expand(x.shape[0], -1, -1)  # (N, C_out, C), no copy
+        y = torch.bmm(w, x) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w, x)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.bmm(weight.t().expand(x.shape[0], -1, -1), dy)  # (N, C, C_out) x (N, C_out, L)
+        if ctx.needs_input_grad[1]:
+            dw = torch.mm(dy[0], x[0].t())  # sum_n dy_n x_n^T: (C_out, L) x (L, C)
+            for n in range(1, x.shape[0]):
+                dw.addmm_(dy[n], x[n].t())
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy.sum(dim=(0, 2))
+        return dx, dw, db
 
 
 def pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x).flatten(2)`` for a 1x1x1, stride-1, ungrouped conv: (N, C, T, H, W) -> (N, C_out, T*H*W)."""
-    return pointwise_convs(x, conv)[0]
+    weight, bias = conv.weight.flatten(1), conv.bias  # (C_out, C), (C_out,)
+    x = x.flatten(2)  # (N, C, L), a view also for channels_last_3d input
+    device = x.device.type
+    if torch.is_autocast_enabled(device):  # the Function runs without autocast: cast as conv would
+        dtype = torch.get_autocast_dtype(device)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    with torch.autocast(device, enabled=False):
+        return _PointwiseConv.apply(x, weight, bias)
 
 
 def grouped_pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:

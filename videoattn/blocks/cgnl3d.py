@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from videoattn.blocks._checks import check_choice, check_input, check_positive
-from videoattn.blocks._pointwise import grouped_pointwise_conv, pointwise_convs
+from videoattn.blocks._pointwise import grouped_pointwise_conv, pointwise_conv
 
 KERNELS = ("dot", "gaussian")
 GAUSSIAN_GAMMA = 1e-4  # gamma of the Gaussian RBF kernel in the reference
@@ -87,8 +87,8 @@ class CGNL3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, "CGNL3d")
         n = x.shape[0]
-        # (N, C, T, H, W) -> 3 x (N, Ci, THW) from one GEMM -> (N, G, Ci/G * THW)
-        t, p, g = (z.reshape(n, self.groups, -1) for z in pointwise_convs(x, self.t, self.p, self.g))
+        # (N, C, T, H, W) -> (N, Ci, THW) -> (N, G, Ci/G * THW)
+        t, p, g = (pointwise_conv(conv, x).view(n, self.groups, -1) for conv in (self.t, self.p, self.g))
         scale = t.shape[-1] ** -0.5 if self.use_scale else 1.0
 
         if self.kernel == "dot":

@@ -12,7 +12,7 @@ from torch import nn
 
 from videoattn.blocks._attention import chunked_softmax_attention
 from videoattn.blocks._checks import check_choice, check_input, check_positive
-from videoattn.blocks._pointwise import pointwise_conv, pointwise_convs
+from videoattn.blocks._pointwise import pointwise_conv
 
 INSTANTIATIONS = ("softmax", "dot_product", "gaussian", "concatenation")
 IMPLS = ("auto", "matmul", "chunked", "sdpa")
@@ -124,7 +124,7 @@ class NonLocal3d(nn.Module):
             g = pointwise_conv(self.conv_g, pooled)
         else:
             theta = pointwise_conv(self.conv_theta, x)
-            phi, g = pointwise_convs(pooled, self.conv_phi, self.conv_g)  # one GEMM for both
+            phi, g = pointwise_conv(self.conv_phi, pooled), pointwise_conv(self.conv_g, pooled)
             scale = ci**-0.5
         num_queries, num_keys = theta.shape[2], phi.shape[2]
 
