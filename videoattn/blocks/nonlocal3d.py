@@ -136,7 +136,8 @@ class NonLocal3d(nn.Module):
             q, k, v = (z.transpose(1, 2).unsqueeze(1).contiguous() for z in (theta, phi, g))
             y = F.scaled_dot_product_attention(q, k, v, scale=scale).squeeze(1).transpose(1, 2)
         elif impl == "reorder":
-            # theta^T (phi g^T): (N, Ci, Np) x (N, Np, Ci) => (N, Ci, Ci); (N, Ci, Ci) x (N, Ci, L) => (N, Ci, L)
+            # y = (g phi^T / Np) theta, the affinity (theta^T phi / Np) never formed:
+            # (N, Ci, Np) x (N, Np, Ci) => (N, Ci, Ci); (N, Ci, Ci) x (N, Ci, L) => (N, Ci, L)
             y = torch.bmm(torch.bmm(g, phi.transpose(1, 2)) / num_keys, theta)
         else:
             if self.instantiation == "concatenation":
