@@ -9,7 +9,7 @@ start=$(date +%s)
 rm -rf "$out/checkpoints"  # a fresh run, not a resumed one
 
 echo "== 1/3 synthetic dataset -> $out/synth"
-videoattn synth "$out/synth" --videos-per-class "${DEMO_VIDEOS_PER_CLASS:-60}" --seed 0
+videoattn synth "$out/synth" --videos-per-class "${DEMO_VIDEOS_PER_CLASS:-100}" --seed 0
 
 echo "== 2/3 training configs/demo.yaml"
 videoattn fit --config configs/demo.yaml --data.init_args.root "$out/synth" --trainer.default_root_dir "$out" "$@"
