@@ -31,7 +31,7 @@ def pytorchvideo_i3d_nl(frames: int, size: int) -> nn.Module:
     return model
 
 
-def bench_blocks(batch: int, frames: int, size: int, repeats: int) -> None:
+def bench_blocks(batch: int, frames: int, size: int, repeats: int, nl_kwargs: dict) -> None:
     """Forward + backward of the five NL blocks alone at their i3d_r50 feature shapes: the only
     code that differs between the two models (the backbone modules are the same pytorchvideo ones)."""
     from videoattn.blocks import NonLocal3d
@@ -44,7 +44,7 @@ def bench_blocks(batch: int, frames: int, size: int, repeats: int) -> None:
         for c, tt, hw in shapes:
             x = torch.randn(batch, c, tt, hw, hw, requires_grad=True)
             theirs = create_nonlocal(dim_in=c, dim_inner=c // 2, pool_size=(1, 2, 2), instantiation="softmax")
-            ours = NonLocal3d(c, instantiation="softmax")
+            ours = NonLocal3d(c, instantiation="softmax", **nl_kwargs)
             ours.load_state_dict(theirs.state_dict())
             for name, block in (("pytorchvideo", theirs), ("videoattn", ours)):
                 start = time.perf_counter()
@@ -53,6 +53,7 @@ def bench_blocks(batch: int, frames: int, size: int, repeats: int) -> None:
         for name in run:
             total[name].append(run[name])
     theirs, ours = statistics.median(total["pytorchvideo"]), statistics.median(total["videoattn"])
+    print(f"NonLocal3d impl: {nl_kwargs.get('impl', 'block default')}")
     print(f"five NL blocks alone, forward+backward, median of {repeats}: pytorchvideo NonLocal {theirs:.3f} s, "
           f"videoattn NonLocal3d {ours:.3f} s, ratio {ours / theirs:.2f}")
 
@@ -82,13 +83,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nl-impl", help="NonLocal3d impl for videoattn (default: the block's own choice)")
     parser.add_argument("--blocks-only", action="store_true", help="time only the five NL blocks (fast, low noise)")
     parser.add_argument("--variants", nargs="+", default=["fp32", "channels_last"], choices=["fp32", "channels_last", "bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    nl_kwargs = {"impl": args.nl_impl} if args.nl_impl else {}
     if args.blocks_only:
-        bench_blocks(args.batch, args.frames, args.size, max(args.repeats, 5))
+        bench_blocks(args.batch, args.frames, args.size, max(args.repeats, 5), nl_kwargs)
         return
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
     y = torch.randint(0, 400, (args.batch,))
@@ -97,7 +100,7 @@ def main() -> None:
     for variant in args.variants:
         opts = dict(channels_last=variant == "channels_last", bf16=variant == "bf16")
         steps[f"pytorchvideo i3d_r50+NonLocal {variant}"] = make_step(pytorchvideo_i3d_nl(args.frames, args.size), x, y, **opts)
-        steps[f"videoattn i3d_r50_nl {variant}"] = make_step(create_model("i3d_r50_nl"), x, y, **opts)
+        steps[f"videoattn i3d_r50_nl {variant}"] = make_step(create_model("i3d_r50_nl", **nl_kwargs), x, y, **opts)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for name, step in steps.items():  # warm-up
         step()
@@ -107,6 +110,7 @@ def main() -> None:
             step()
             times[name].append(time.perf_counter() - start)
 
+    print(f"NonLocal3d impl: {args.nl_impl or 'block default'}")
     print(f"train step, batch {args.batch}, {args.frames}x{args.size}x{args.size}, {args.threads} threads, "
           f"median of {args.repeats} (torch {torch.__version__})")
     anchor = statistics.median(times[f"pytorchvideo i3d_r50+NonLocal {args.variants[0]}"])
