@@ -33,6 +33,24 @@ def test_non_local_flops_whatever_the_implementation(impl: str) -> None:
     assert total - norm == convs + attention
 
 
+def test_an_uncounted_custom_op_is_loud() -> None:
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, dy: torch.Tensor) -> torch.Tensor:
+            return dy * 2
+
+    class Model(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return Double.apply(x)
+
+    with pytest.warns(UserWarning, match=r"undercounted: .*prim::PythonOp\.Double"):
+        flop_counter(Model(), torch.zeros(2, 3))
+
+
 def test_grouped_matmul_counts_every_batch_item() -> None:
     class Grouped(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
