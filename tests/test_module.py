@@ -259,3 +259,12 @@ def test_replaced_training_videos_are_counted_and_warned_once(tmp_path: Path) ->
         trainer.fit(_module(), Flaky())
     assert sum("broken.mp4" in str(w.message) for w in caught) == 1  # once, not once per batch
     assert trainer.callback_metrics["train/skipped"] == 6  # 6 batches, one replacement each
+
+
+def test_max_steps_without_max_epochs_schedules_over_those_steps(tmp_path: Path) -> None:
+    model = _module(lr=0.2, warmup_epochs=1, warmup_start_factor=0.1)
+    trainer = _trainer(tmp_path, max_epochs=None, max_steps=9, limit_val_batches=0)
+    trainer.fit(model, TinyData(batch_size=4))  # 6 steps per epoch: warm-up over the first 6 of 9
+    assert trainer.global_step == 9
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == 9 and scheduler.warmup_steps == 6

@@ -5,6 +5,8 @@
 # a hard stop on a non-finite loss. Devices and precision belong to the Trainer.
 from __future__ import annotations
 
+import math
+
 import csv
 import warnings
 from collections.abc import Sequence
@@ -157,10 +159,16 @@ class VideoClassifier(LightningModule):
             nesterov=hp.nesterov,
             decay_norm_and_bias=hp.decay_norm_and_bias,
         )
-        total = int(self.trainer.estimated_stepping_batches)
+        total = int(self.trainer.estimated_stepping_batches)  # also loads the train dataloader
         epochs = self.trainer.max_epochs
-        steps_per_epoch = total / epochs if epochs and epochs > 0 else float(self.trainer.num_training_batches)
-        warmup = min(total, round(hp.warmup_epochs * steps_per_epoch))
+        if epochs and epochs > 0:
+            steps_per_epoch = total / epochs
+        else:  # max_steps without max_epochs: the epoch length comes from the train dataloader
+            self.trainer.fit_loop.setup_data()  # what estimated_stepping_batches does with max_epochs
+            steps_per_epoch = self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+        if hp.warmup_epochs and not math.isfinite(steps_per_epoch):
+            raise ValueError("model.warmup_epochs needs a train dataloader with a length; set warmup_epochs 0")
+        warmup = min(total, round(hp.warmup_epochs * steps_per_epoch)) if hp.warmup_epochs else 0
         scheduler = WarmupCosineLR(
             optimizer,
             total_steps=max(1, total),
