@@ -156,7 +156,7 @@ def test_auto_choice_by_shape_and_device() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     res3, res4 = (8 * 28 * 28, 8 * 14 * 14), (8 * 14 * 14, 8 * 7 * 7)
     soft = NonLocal3d(16)
-    assert soft._pick_impl(cpu, *res3) == "chunked" and soft._pick_impl(cpu, *res4) == "matmul"
+    assert soft._pick_impl(cpu, *res3) == "sdpa" and soft._pick_impl(cpu, *res4) == "matmul"
     assert soft._pick_impl(cpu, 4 * 36, 36) == "matmul" and soft._pick_impl(gpu, *res3) == "sdpa"
     dot = NonLocal3d(512, instantiation="dot_product")
     assert dot._pick_impl(cpu, *res3) == "reorder" and dot._pick_impl(cpu, 6272, 98) == "matmul"

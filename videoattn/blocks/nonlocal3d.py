@@ -17,8 +17,9 @@ from videoattn.blocks._pointwise import pointwise_conv
 INSTANTIATIONS = ("softmax", "dot_product", "gaussian", "concatenation")
 IMPLS = ("auto", "matmul", "chunked", "sdpa")
 # On the CPU, below this many affinity entries (L * Np) per clip the plain matmul is faster than
-# the chunked path (res4, 1568 x 392: matmul; res3, 6272 x 1568: chunked), and the affinity small.
-MIN_CHUNKED_AFFINITY = 2**21
+# the fused SDPA kernel and the affinity small (res4, 1568 x 392: matmul); from it on (res3,
+# 6272 x 1568) SDPA is faster than both matmul and chunked, at 0.39x pytorchvideo's memory.
+MIN_FUSED_AFFINITY = 2**21
 
 
 class NonLocal3d(nn.Module):
@@ -40,14 +41,15 @@ class NonLocal3d(nn.Module):
         impl: how y is computed; results are equal up to float rounding.
             ``"matmul"`` materialises the (THW x Np) affinity, as pytorchvideo does.
             ``"chunked"`` (softmax, gaussian) never stores it: queries in chunks, softmax recomputed
-            in backward (``_attention.py``); the leanest, and the fastest on the CPU at res3 sizes.
-            ``"sdpa"`` (softmax, gaussian): ``F.scaled_dot_product_attention`` (fused kernels on GPUs).
+            in backward (``_attention.py``); the leanest (0.34x pytorchvideo's memory at res3).
+            ``"sdpa"`` (softmax, gaussian): ``F.scaled_dot_product_attention`` (fused kernels; on the
+            CPU the fastest at res3 with 1 and 2 threads).
             For dot_product any impl but ``"matmul"`` uses the exact reordering theta (phi^T g) / Np.
             For concatenation the affinity is always materialised.
             ``"auto"``: dot_product reorders when inner_channels < Np (fewer FLOPs); softmax and
-            gaussian use sdpa on GPUs; on the CPU chunked from 2**21 affinity entries per clip
-            (res3 of I3D-R50: 6272 x 1568) and matmul below (res4: 1568 x 392), where it is faster
-            and the affinity is small (measurements in scripts/bench_blocks.py).
+            gaussian use sdpa on GPUs, and on the CPU from 2**21 affinity entries per clip (res3 of
+            I3D-R50: 6272 x 1568); matmul below (res4: 1568 x 392), where it is faster and the
+            affinity is small (measurements in scripts/bench_blocks.py).
     """
 
     def __init__(
@@ -110,7 +112,7 @@ class NonLocal3d(nn.Module):
             return self.impl
         if device.type != "cpu":
             return "sdpa"
-        return "chunked" if num_queries * num_keys >= MIN_CHUNKED_AFFINITY else "matmul"
+        return "sdpa" if num_queries * num_keys >= MIN_FUSED_AFFINITY else "matmul"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, "NonLocal3d")
