@@ -1,12 +1,14 @@
-# Shared pytest fixtures: tiny synthetic mp4 files written by the tests themselves.
+# Shared test helpers: tiny synthetic mp4 files written by the tests themselves, and
+# "pretrained-like" models (random norm statistics) for logits comparisons.
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from videoattn.video_io import write_video
 
@@ -36,3 +38,21 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
         return write_video(tmp_path / name, frames, **kwargs)
 
     return _make
+
+
+def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model
+
+
+def logits(model: nn.Module, x) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(x)

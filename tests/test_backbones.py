@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from conftest import pretend_pretrained
 from pytorchvideo.models import hub
+from torch import nn
 
 from videoattn.models import create_model, get_model_entry, list_models, register_model
 
 BACKBONES = {"c2d_r50": 24_327_632, "i3d_r50": 28_043_472, "slow_r50": 32_454_096,
              "slowfast_r50": 34_566_488, "slowfast_r101": 62_826_968}
-
-
-def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
 
 
 def clip(name: str, size: int, frames: tuple[int, ...] | None = None, batch: int = 1, seed: int = 0):
@@ -94,7 +82,7 @@ def test_tiny_models_are_small_and_take_any_size(name: str) -> None:
 
 def test_tiny_keeps_the_r50_module_layout() -> None:
     tiny, r50 = create_model("i3d_tiny"), create_model("i3d_r50")
-    names = lambda m: {n.split(".res_blocks.")[0] for n, _ in m.named_modules()}  # noqa: E731
+    names = lambda m: {n.split(".res_blocks.")[0] for n, _ in m.named_modules()}
     assert names(tiny) == names(r50)
     assert len(tiny.blocks[4].res_blocks) == 1 and len(r50.blocks[4].res_blocks) == 6
 

@@ -7,25 +7,13 @@ import copy
 
 import pytest
 import torch
-import torch.nn as nn
 import torchvision
+from conftest import pretend_pretrained
 from pytorchvideo.models import hub
+from torch import nn
 
 from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
 from videoattn.models import Inserted, insert_blocks, match_paths
-
-
-def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
 
 
 def run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +68,7 @@ def test_after_a_module_by_path(r3d: nn.Module) -> None:
 def test_pytorchvideo_x3d_s() -> None:
     torch.manual_seed(0)
     x3d = pretend_pretrained(hub.x3d_s(pretrained=False))
-    trunk = lambda m: nn.Sequential(*m.blocks[:-1])  # noqa: E731  (its head pools a fixed 13x5x5)
+    trunk = lambda m: nn.Sequential(*m.blocks[:-1])
     before = run(trunk(x3d), X)
     _, se_paths = insert_blocks(x3d, SqueezeExcite3d, "blocks.2.res_blocks.*", position="inside", ratio=1 / 4)
     assert se_paths == [f"blocks.2.res_blocks.{i}.branch2.norm_c" for i in range(len(x3d.blocks[2].res_blocks))]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from conftest import logits, pretend_pretrained
+from torch import nn
 
 from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
 from videoattn.models import PRESETS, Inserted, create_model, list_models, load_weights
@@ -83,24 +84,6 @@ def test_where_each_preset_puts_its_blocks(name: str) -> None:
 
 def block_in_channels(block: nn.Module) -> int:
     return getattr(block, "in_channels", None) or block.fc1.in_channels
-
-
-def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
-
-
-def logits(model: nn.Module, x) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x)
 
 
 @pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "i3d_tiny_cgnl", "slowfast_tiny_nl",

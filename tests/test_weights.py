@@ -8,28 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 import torchvision
+from conftest import logits, pretend_pretrained
+from torch import nn
 
 from videoattn.models import create_model, inflate_weight, load_weights, read_checkpoint
-
-
-def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affines, so residual branches (zero-initialised) carry signal."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
-
-
-def logits(model: nn.Module, x) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x)
 
 
 @pytest.fixture(scope="module")
