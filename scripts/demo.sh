@@ -9,15 +9,20 @@ start=$(date +%s)
 rm -rf "$out/checkpoints"  # a fresh run, not a resumed one
 
 echo "== 1/3 synthetic dataset -> $out/synth"
-videoattn synth "$out/synth" --videos-per-class "${DEMO_VIDEOS_PER_CLASS:-100}" --seed 0
+videoattn synth "$out/synth" --videos-per-class "${DEMO_VIDEOS_PER_CLASS:-150}" --seed 0 \
+  --min-frames 32 --max-frames 48
 
+t1=$(date +%s)
 echo "== 2/3 training configs/demo.yaml"
 videoattn fit --config configs/demo.yaml --data.init_args.root "$out/synth" --trainer.default_root_dir "$out" "$@"
 
+t2=$(date +%s)
 echo "== 3/3 10x3 multi-view test"
 videoattn test --config configs/demo.yaml --data.init_args.root "$out/synth" --trainer.default_root_dir "$out" \
   --ckpt_path "$out/checkpoints/last.ckpt" --model.predictions_csv "$out/test_predictions.csv" "$@"
 
+t3=$(date +%s)
+echo "phase wall times: dataset $((t1 - start)) s, training $((t2 - t1)) s, test $((t3 - t2)) s"
 python - "$out/test_predictions.csv" "$start" <<'PY'
 import csv, sys, time
 

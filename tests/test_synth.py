@@ -63,9 +63,9 @@ def test_nuisances_vary_like_real_data() -> None:
     specs = [sample_spec(np.random.default_rng(i)) for i in range(200)]
     assert {s.fps for s in specs} == {24.0, 25.0, 29.97, 30.0}
     assert len({(s.height, s.width) for s in specs}) >= 5
-    assert all(s.height % 2 == 0 and s.width % 2 == 0 and 96 <= min(s.height, s.width) <= 128 for s in specs)
+    assert all(s.height % 2 == 0 and s.width % 2 == 0 and 64 <= min(s.height, s.width) <= 80 for s in specs)
     lengths = [s.num_frames for s in specs]
-    assert min(lengths) >= 40 and max(lengths) <= 90 and len(set(lengths)) > 20
+    assert min(lengths) >= 32 and max(lengths) <= 48 and len(set(lengths)) > 12
     assert len({s.num_distractors for s in specs}) > 1
 
 

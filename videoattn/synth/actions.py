@@ -59,7 +59,7 @@ def _span(rng: np.random.Generator, lo: float, hi: float, min_length: float) -> 
 
 
 def _size(rng: np.random.Generator, scene: Scene) -> float:
-    return scene.short * rng.uniform(0.09, 0.14)
+    return scene.short * rng.uniform(0.13, 0.18)
 
 
 def _object_shape(rng: np.random.Generator) -> str:
@@ -123,7 +123,7 @@ def rotation(rng: np.random.Generator, scene: Scene, colour: Callable[[], np.nda
 
     With y pointing down, a growing angle turns clockwise as seen on screen."""
     r = scene.short * rng.uniform(0.14, 0.22)
-    speed = np.deg2rad(rng.uniform(2.0, 5.0))  # per frame: <= 40 degrees between frames 8 apart
+    speed = np.deg2rad(rng.uniform(4.0, 8.0))  # per frame: <= 32 degrees between frames 4 apart
     angle = rng.uniform(0, 2 * np.pi) + speed * np.arange(scene.num_frames)
     x, y = rng.uniform(r, scene.width - r), rng.uniform(r, scene.height - r)
     return [Sprite("bar", colour(), np.full(scene.num_frames, x), np.full(scene.num_frames, y), r, angle=angle)]

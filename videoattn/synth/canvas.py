@@ -16,8 +16,8 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)[..., None]  # [H, W, 1]
-    img = base + ramp * rng.uniform(-40, 40, size=3)
-    coarse = rng.normal(0, rng.uniform(0, 12), size=(height // 16 + 2, width // 16 + 2, 3))
+    img = base + ramp * rng.uniform(-25, 25, size=3)
+    coarse = rng.normal(0, rng.uniform(0, 6), size=(height // 16 + 2, width // 16 + 2, 3))
     img = img + _upsample(coarse, height, width)
     return np.clip(img, 0, 255).astype(np.float32)
 

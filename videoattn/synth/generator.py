@@ -59,7 +59,7 @@ def generate_dataset(
     videos_per_class: int = 60,
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-    frames: tuple[int, int] = (40, 90),
+    frames: tuple[int, int] = (32, 48),
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Path]:

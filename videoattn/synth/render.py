@@ -12,7 +12,7 @@ from videoattn.synth.canvas import SHAPES, add_noise, background, draw_shape, pi
 __all__ = ["VideoSpec", "sample_spec", "render_video", "FRAME_RATES", "SHORT_SIDES", "ASPECTS"]
 
 FRAME_RATES = (24.0, 25.0, 29.97, 30.0)
-SHORT_SIDES = (96, 112, 128)
+SHORT_SIDES = (64, 72, 80)
 ASPECTS = (1.0, 4 / 3, 3 / 2)
 
 
@@ -28,7 +28,7 @@ class VideoSpec:
     noise: float
 
 
-def sample_spec(rng: np.random.Generator, *, frames: tuple[int, int] = (40, 90)) -> VideoSpec:
+def sample_spec(rng: np.random.Generator, *, frames: tuple[int, int] = (32, 48)) -> VideoSpec:
     """Length in ``frames`` (inclusive), one of FRAME_RATES, short side in SHORT_SIDES, landscape
     or portrait in one of ASPECTS, sizes even (yuv420p)."""
     short = int(rng.choice(SHORT_SIDES))
@@ -39,8 +39,8 @@ def sample_spec(rng: np.random.Generator, *, frames: tuple[int, int] = (40, 90))
         fps=float(rng.choice(FRAME_RATES)),
         height=height,
         width=width,
-        num_distractors=int(rng.integers(0, 3)),
-        noise=float(rng.uniform(0.0, 4.0)),
+        num_distractors=int(rng.integers(0, 2)),
+        noise=float(rng.uniform(0.0, 2.0)),
     )
 
 
@@ -49,7 +49,7 @@ def _distractors(rng: np.random.Generator, scene: Scene, count: int, bg: np.ndar
     sprites = []
     for _ in range(count):
         r = scene.short * rng.uniform(0.03, 0.06)
-        walk = np.cumsum(rng.normal(0, 0.3, size=(2, scene.num_frames)), axis=1)  # [xy, T]
+        walk = np.cumsum(rng.normal(0, 0.15, size=(2, scene.num_frames)), axis=1)  # [xy, T]
         x, y = rng.uniform(r, scene.width - r), rng.uniform(r, scene.height - r)
         shape = str(rng.choice(SHAPES))
         sprites.append(Sprite(shape, pick_colour(rng, bg, 60.0), x + walk[0], y + walk[1], r, angle=rng.uniform(0, np.pi)))
@@ -74,7 +74,7 @@ def render_video(label: int | str, rng: np.random.Generator, spec: VideoSpec | N
     # as Kinetics clips are roughly centred on their action); distractors use the whole frame.
     short = scene.short
     square = Scene(spec.num_frames, short, short, scene.background_colour)
-    for sprite in action.motion(rng, square, lambda: pick_colour(rng, scene.background_colour, 120.0)):
+    for sprite in action.motion(rng, square, lambda: pick_colour(rng, scene.background_colour, 150.0)):
         sprite.x, sprite.y = sprite.x + (spec.width - short) / 2, sprite.y + (spec.height - short) / 2
         sprites.append(sprite)
     frames = np.empty((spec.num_frames, spec.height, spec.width, 3), dtype=np.uint8)
