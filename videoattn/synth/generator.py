@@ -53,13 +53,16 @@ def _split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     return n - n_val - n_test, n_val, n_test
 
 
+DEFAULT_FRAMES = (32, 48)  # video lengths in frames, min and max
+
+
 def generate_dataset(
     out_dir: str | Path,
     *,
     videos_per_class: int = 60,
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-    frames: tuple[int, int] = (32, 48),
+    frames: tuple[int, int] = DEFAULT_FRAMES,
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Path]:

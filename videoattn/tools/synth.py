@@ -6,6 +6,7 @@ import argparse
 import time
 
 from videoattn.synth import CLASSES, generate_dataset
+from videoattn.synth.generator import DEFAULT_FRAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,8 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="output folder (created if missing)")
     p.add_argument("--videos-per-class", type=int, default=60, help="videos per class, split 70/10/20 into train/val/test (default 60)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same videos (default 0)")
-    p.add_argument("--min-frames", type=int, default=40, help="shortest video length in frames (default 40)")
-    p.add_argument("--max-frames", type=int, default=90, help="longest video length in frames (default 90)")
+    p.add_argument("--min-frames", type=int, default=DEFAULT_FRAMES[0], help="shortest video length in frames (default %(default)s)")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_FRAMES[1], help="longest video length in frames (default %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
