@@ -7,16 +7,20 @@
 # train time) and a PNG bar chart.
 #
 #   python scripts/ablation.py                       # 5 variants x 3 seeds, docs/ablation.{md,png}
+#   python scripts/ablation.py --jobs 2              # two runs at a time, one thread each
 #   python scripts/ablation.py --variants baseline nl --seeds 0 --epochs 2   # a quick look
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VARIANTS = {"baseline": "i3d_tiny", "nl": "i3d_tiny_nl", "gc": "i3d_tiny_gc", "se": "i3d_tiny_se", "cgnl": "i3d_tiny_cgnl"}
@@ -26,22 +30,25 @@ LABELS = {"baseline": "baseline", "nl": "+NL", "gc": "+GC", "se": "+SE", "cgnl":
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="runs/demo/synth", help="synthetic dataset folder (generated if missing)")
-    p.add_argument("--videos-per-class", type=int, default=60, help="if the dataset is generated")
+    p.add_argument("--videos-per-class", type=int, default=150, help="if the dataset is generated (as scripts/demo.sh)")
     p.add_argument("--config", default="configs/demo.yaml", help="recipe shared by all runs")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time; each gets cores/jobs threads (tiny models: 2 one-thread runs do twice the work of one 2-thread run)")
     p.add_argument("--work", default="runs/ablation", help="run folders and results.jsonl")
     p.add_argument("--table", default="docs/ablation.md")
     p.add_argument("--chart", default="docs/ablation.png")
     return p
 
 
-def _run(cmd: list[str], log: Path) -> None:
+def _run(cmd: list[str], log: Path, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     if done.returncode:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}; see {log}")
 
@@ -61,7 +68,7 @@ def _video_top1(predictions: Path) -> float:
     return sum(r["label"] == r["class_1"] for r in rows) / len(rows)
 
 
-def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
+def one_run(args: argparse.Namespace, variant: str, seed: int, threads: int) -> dict:
     run_dir = Path(args.work) / f"{variant}_seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "log.txt"
@@ -71,13 +78,13 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     if args.epochs:
         fit += ["--trainer.max_epochs", str(args.epochs)]
     start = time.perf_counter()
-    _run(fit, log)
+    _run(fit, log, threads)
     train_time = time.perf_counter() - start
     predictions = run_dir / "test_predictions.csv"
     _run([sys.executable, "-m", "videoattn.cli", "test", *common, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
-          "--model.predictions_csv", str(predictions)], log)
+          "--model.predictions_csv", str(predictions)], log, threads)
     return {"variant": variant, "seed": seed, "clip_top1": _clip_top1(run_dir), "video_top1": _video_top1(predictions),
-            "train_minutes": train_time / 60, "epochs": args.epochs}
+            "train_minutes": train_time / 60, "epochs": args.epochs, "threads": threads}
 
 
 def _costs(variants: list[str], crop: int, frames: int, num_classes: int) -> dict[str, tuple[float, float]]:
@@ -105,6 +112,7 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in results)]
     costs = _costs(variants, crop, frames, num_classes)
     epochs = {r["epochs"] or recipe["trainer"]["max_epochs"] for r in results}
+    threads = sorted({r.get("threads", os.cpu_count()) for r in results})
     rows, chart = [], {}
     for v in variants:
         mine = [r for r in results if r["variant"] == v]
@@ -123,8 +131,9 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
         f"AdamW, from scratch), only the model changes; dataset `videoattn synth` ({num_classes} classes; train/val/test "
         f"{counts['train']}/{counts['val']}/{counts['test']} videos), seeds {', '.join(map(str, sorted({r['seed'] for r in results})))}. Mean ± standard deviation over "
         "seeds. Clip top-1: every single view of every test video scored alone; multi-view: the softmax of the 10 temporal x "
-        "3 spatial views averaged per video. GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes on a shared 2-core CPU "
-        "(noisy: other jobs ran at the same time).\n\n"
+        "3 spatial views averaged per video. GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes of "
+        f"`videoattn fit` (training and validation) on a {os.cpu_count()}-core CPU with {'/'.join(map(str, threads))} torch thread(s) per run, "
+        f"{max(1, (os.cpu_count() or 1) // threads[0])} run(s) at a time: compare the rows with each other, not with other machines.\n\n"
         f"{table}\n\n![ablation](ablation.png)\n\nGenerated by `python scripts/ablation.py`; raw runs in `{args.work}/results.jsonl`.\n"
     )
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
@@ -164,16 +173,28 @@ def main() -> None:
     results_path = Path(args.work) / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.is_file() else []
-    for seed in args.seeds:  # seed-major: a partial ablation still covers every variant
-        for variant in args.variants:
-            if any(r["variant"] == variant and r["seed"] == seed and r["epochs"] == args.epochs for r in done):
-                continue
-            print(f"== {variant} seed {seed}", flush=True)
-            result = one_run(args, variant, seed)
+    todo = [(v, s) for s in args.seeds for v in args.variants  # seed-major: a partial ablation still covers every variant
+            if not any(r["variant"] == v and r["seed"] == s and r["epochs"] == args.epochs for r in done)]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    lock = threading.Lock()
+
+    def task(variant: str, seed: int) -> None:
+        print(f"== {variant} seed {seed} ({threads} threads)", flush=True)
+        result = one_run(args, variant, seed, threads)
+        with lock:  # results.jsonl is the resume point: one complete line per finished run
             print(json.dumps(result), flush=True)
             done.append(result)
             with results_path.open("a") as f:
                 f.write(json.dumps(result) + "\n")
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(task, v, s) for v, s in todo]
+        try:
+            for future in futures:
+                future.result()  # re-raises the first failed run
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # finished runs are kept in results.jsonl; a rerun resumes
+            raise
     summarise([r for r in done if r["variant"] in args.variants and r["seed"] in args.seeds and r["epochs"] == args.epochs], args)
 
 

@@ -164,6 +164,25 @@ def test_a_bad_config_value_ends_with_its_message(trained: tuple[Path, Path], ca
     assert "videoattn fit: error: unknown model 'i3d_nope'" in err and "i3d_tiny" in err and "Traceback" not in err
 
 
+def test_last_checkpoint_is_the_final_epoch_when_validation_is_sparse(tmp_path: Path) -> None:
+    # validation after epoch 1 only (of 0, 1, 2): last.ckpt must still hold the weights after epoch 2
+    data = make_dataset(tmp_path / "data", num_videos=4)
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run", epochs=3)
+    cli_main(["fit", "--config", str(cfg), "--trainer.check_val_every_n_epoch", "2", "--trainer.limit_val_batches", "1"])
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 6  # 3 epochs x 2 batches
+
+
+def test_a_missing_checkpoint_file_is_named(trained: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    cfg, run = trained
+    missing = run / "checkpoints" / "nope.ckpt"
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["test", "--config", str(cfg), "--ckpt_path", str(missing)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"videoattn test: error: --ckpt_path {missing}: no such checkpoint file" in err and "Traceback" not in err
+
+
 def test_checkpoint_loads_back_into_the_module(trained: tuple[Path, Path]) -> None:
     from videoattn.module import VideoClassifier
 

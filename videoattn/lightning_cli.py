@@ -19,6 +19,8 @@ from videoattn.module import NonFiniteLossError, VideoClassifier
 
 __all__ = ["VideoCLI", "cli_main"]
 
+# --ckpt_path values that the Trainer resolves itself (anything else must be a file or a URL)
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 # model arguments that belong to a run, not to the trained model: never taken from --ckpt_path
 RUN_OPTIONS = ("predictions_csv", "test_aggregate", "precise_bn_batches", "freeze_backbone")
 
@@ -46,8 +48,10 @@ class VideoCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoint callbacks: the best by val/top1, and "last.ckpt" rewritten at every
-        # epoch end. (Since Lightning 2.6, save_last=True only writes when a top-k checkpoint
-        # was written in the same step, i.e. not after an epoch that did not improve.)
+        # training epoch end. (Since Lightning 2.6, save_last=True only writes when a top-k checkpoint
+        # was written in the same step, i.e. not after an epoch that did not improve; and without
+        # save_on_train_epoch_end a callback saves only after validation, so with
+        # check_val_every_n_epoch > 1 the epochs after the last validation would be lost.)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
@@ -60,6 +64,7 @@ class VideoCLI(LightningCLI):
                 "last_checkpoint.monitor": None,
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.filename": "last",
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
         )
         # a fixed folder (not the logger's version_N), so that `--ckpt_path last` resumes
@@ -75,6 +80,9 @@ class VideoCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not os.path.isfile(ckpt_path):
+            if ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES and "://" not in ckpt_path:
+                print(f"videoattn {subcommand}: error: --ckpt_path {ckpt_path}: no such checkpoint file", file=sys.stderr)
+                raise SystemExit(2)
             return  # nothing to read ("last"/"best" are resolved later by the Trainer)
         given = self.config[subcommand].get("model")
         keep = {k: given.get(k) for k in RUN_OPTIONS} if given is not None else {}
