@@ -29,7 +29,8 @@ LABELS = {"baseline": "baseline", "nl": "+NL", "gc": "+GC", "se": "+SE", "cgnl":
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", default="runs/demo/synth", help="synthetic dataset folder (generated if missing)")
+    p.add_argument("--data", default="runs/ablation/synth",
+                   help="synthetic dataset folder (generated if missing, with the demo's settings: seed 0, --videos-per-class)")
     p.add_argument("--videos-per-class", type=int, default=150, help="if the dataset is generated (as scripts/demo.sh)")
     p.add_argument("--config", default="configs/demo.yaml", help="recipe shared by all runs")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -169,7 +170,8 @@ def _bar_chart(chart: dict[str, tuple[tuple[float, float], tuple[float, float]]]
 def main() -> None:
     args = _parser().parse_args()
     if not (Path(args.data) / "train.csv").is_file():
-        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", args.data, "--videos-per-class", str(args.videos_per_class)], check=True)
+        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", args.data, "--videos-per-class", str(args.videos_per_class),
+                        "--seed", "0"], check=True)
     results_path = Path(args.work) / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.is_file() else []
