@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
+
+# deprecation notices that dependencies raise against the torch they run on, with nothing for a
+# user of videoattn to change: kept out of the console (the library itself does not filter them)
+DEPENDENCY_NOISE = (
+    r".*torch\.jit\.script.* is deprecated",  # fvcore / pytorchvideo script helpers at import
+    r".*isinstance\(treespec, LeafSpec\).* is deprecated",  # lightning.pytorch.utilities._pytree
+)
 
 TOOLS: dict[str, tuple[str, str]] = {
     "models": ("videoattn.tools.models", "list the registered models"),
@@ -24,6 +32,8 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for pattern in DEPENDENCY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
     if argv and argv[0] in TOOLS:
         module = importlib.import_module(TOOLS[argv[0]][0])
         raise SystemExit(module.main(argv[1:]) or 0)
