@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -130,3 +131,8 @@ def cli_main(argv: list[str] | None = None) -> VideoCLI:
     except NonFiniteLossError as err:
         print(f"videoattn: stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        # Lightning leaves the DDP process group alive after fit/test; a gloo group torn down by
+        # interpreter exit instead can abort a rank ("terminate called without an active exception")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
