@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-# Ablation on the synthetic action dataset: the same tiny I3D and the same budget (configs/demo.yaml),
-# baseline vs +NL vs +GC vs +SE vs +CGNL (the i3d_tiny presets), several seeds each. Every run is
-# `videoattn fit` then `videoattn test` (10x3 views) in a subprocess; results are appended to
-# <work>/results.jsonl (an interrupted ablation resumes where it stopped), then summarised as a
-# Markdown table (clip and multi-view top-1, mean and std over seeds, params, GFLOPs per view,
-# train time) and a PNG bar chart.
-#
-#   python scripts/ablation.py                       # 5 variants x 3 seeds, docs/ablation.{md,png}
-#   python scripts/ablation.py --jobs 2              # two runs at a time, one thread each
-#   python scripts/ablation.py --variants baseline nl --seeds 0 --epochs 2   # a quick look
+"""Ablation on the synthetic action dataset: the same tiny I3D and the same budget (configs/demo.yaml),
+baseline vs +NL vs +GC vs +SE vs +CGNL (the i3d_tiny presets), several seeds each. Every run is
+`videoattn fit` then `videoattn test` (10x3 views) in a subprocess; results are appended to
+<work>/results.jsonl (an interrupted ablation resumes where it stopped), then summarised as a
+Markdown table (clip and multi-view top-1, mean and std over seeds, params, GFLOPs per view,
+train time) and a PNG bar chart.
+
+  python scripts/ablation.py                       # 5 variants x 3 seeds, docs/ablation.{md,png}
+  python scripts/ablation.py --jobs 2              # two runs at a time, one thread each
+  python scripts/ablation.py --variants baseline nl --seeds 0 --epochs 2   # a quick look
+"""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ LABELS = {"baseline": "baseline", "nl": "+NL", "gc": "+GC", "se": "+SE", "cgnl":
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="runs/ablation/synth",
                    help="synthetic dataset folder (generated if missing, with the demo's settings: seed 0, --videos-per-class)")
     p.add_argument("--videos-per-class", type=int, default=150, help="if the dataset is generated (as scripts/demo.sh)")

@@ -1,16 +1,17 @@
-# Speed and peak memory of the four blocks at the sizes where the I3D-R50 recipes put them
-# (res3: C=512, 8x28x28; res4: C=1024, 8x14x14), forward + backward, fp32 on the CPU, against
-# pytorchvideo's NonLocal (softmax / dot_product, pool (1, 2, 2)) in the same run.
-#
-# Time: CPU time (time.process_time) of one forward + backward, median over --repeats rounds,
-#   candidates interleaved round-robin. With --threads 1 (default) CPU time is the work done and
-#   is robust to other processes sharing the machine; wall time is printed as well.
-# Memory: each candidate runs in a fresh subprocess (malloc mmap threshold pinned at 64 KiB so
-#   that freed tensors return to the OS); after a warm-up iteration the kernel's peak-RSS mark is
-#   reset (/proc/self/clear_refs) and the peak RSS growth over one forward + backward is reported.
-#   Input, module and the incoming gradient exist before the measurement and are not counted.
-#
-# Usage: python scripts/bench_blocks.py [--batch 2] [--repeats 7] [--threads 1] [--sizes res3 res4]
+"""Speed and peak memory of the four blocks at the sizes where the I3D-R50 recipes put them
+(res3: C=512, 8x28x28; res4: C=1024, 8x14x14), forward + backward, fp32 on the CPU, against
+pytorchvideo's NonLocal (softmax / dot_product, pool (1, 2, 2)) in the same run.
+
+Time: CPU time (time.process_time) of one forward + backward, median over --repeats rounds,
+  candidates interleaved round-robin. With --threads 1 (default) CPU time is the work done and
+  is robust to other processes sharing the machine; wall time is printed as well.
+Memory: each candidate runs in a fresh subprocess (malloc mmap threshold pinned at 64 KiB so
+  that freed tensors return to the OS); after a warm-up iteration the kernel's peak-RSS mark is
+  reset (/proc/self/clear_refs) and the peak RSS growth over one forward + backward is reported.
+  Input, module and the incoming gradient exist before the measurement and are not counted.
+
+Usage: python scripts/bench_blocks.py [--batch 2] [--repeats 7] [--threads 1] [--sizes res3 res4]
+"""
 from __future__ import annotations
 
 import argparse
@@ -134,7 +135,7 @@ def check_equal(size: str, batch: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)

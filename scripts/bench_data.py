@@ -1,10 +1,11 @@
-# Data-loading benchmark: videoattn's VideoClipDataset against pytorchvideo 0.1.5's
-# LabeledVideoDataset (PyAV decoder, decode_audio=False, its Kinetics recipe's transforms
-# written on tensors because pytorchvideo.transforms does not import), on Kinetics-like files
-# (10 s, 30 fps, 340x256 H.264) that the script writes. One DataLoader worker each, batches of one video.
-#   train: 8x8 clips/s (random clip, short side 256-320, crop 224, flip, normalise); also with
-#          2 clips per decode (repeated augmentation), which pytorchvideo does not offer
-#   test : 10x3-view videos/s (short side 256, three 256 crops)
+"""Data-loading benchmark: videoattn's VideoClipDataset against pytorchvideo 0.1.5's
+LabeledVideoDataset (PyAV decoder, decode_audio=False, its Kinetics recipe's transforms
+written on tensors because pytorchvideo.transforms does not import), on Kinetics-like files
+(10 s, 30 fps, 340x256 H.264) that the script writes. One DataLoader worker each, batches of one video.
+  train: 8x8 clips/s (random clip, short side 256-320, crop 224, flip, normalise); also with
+         2 clips per decode (repeated augmentation), which pytorchvideo does not offer
+  test : 10x3-view videos/s (short side 256, three 256 crops)
+"""
 #   floor: the train loader's time per clip against the time spent decoding its frames
 #   backends: read_frames with PyAV vs decord on the same train clips
 # Prints medians over --repeats runs and the ratios; absolute times on a shared machine are noise.
@@ -169,7 +170,7 @@ def time_read_frames(paths: list[str], clips: int, backend: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--train-clips", type=int, default=24, help="clips timed per train run")
     parser.add_argument("--repeats", type=int, default=3)

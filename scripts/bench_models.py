@@ -1,10 +1,11 @@
-# Benchmark: training-step time (forward, cross-entropy, backward, SGD step) of
-# videoattn's i3d_r50_nl against pytorchvideo's hub i3d_r50 with pytorchvideo's
-# NonLocal inserted at the same five places, in one run, alternating the models.
-# Prints medians and ratios (ours / pytorchvideo: < 1 means ours is faster).
-#
-#   .venv/bin/python scripts/bench_models.py                       # batch 2, 8x224x224, as the brief
-#   .venv/bin/python scripts/bench_models.py --size 112 --repeats 5  # quicker
+"""Benchmark: training-step time (forward, cross-entropy, backward, SGD step) of
+videoattn's i3d_r50_nl against pytorchvideo's hub i3d_r50 with pytorchvideo's
+NonLocal inserted at the same five places, in one run, alternating the models.
+Prints medians and ratios (ours / pytorchvideo: < 1 means ours is faster).
+
+  .venv/bin/python scripts/bench_models.py                       # batch 2, 8x224x224, as the brief
+  .venv/bin/python scripts/bench_models.py --size 112 --repeats 5  # quicker
+"""
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, channels_la
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)

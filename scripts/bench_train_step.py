@@ -1,9 +1,10 @@
-# Overhead of videoattn's training step (VideoClassifier inside a Lightning Trainer: metrics,
-# logging, the per-step non-finite check, the per-step LR schedule) against a plain PyTorch
-# loop doing the same SGD step on the same model and batches. Prints the median time per step
-# of each and their ratio; absolute times are noise on a shared machine, the ratio is the point.
-#   python scripts/bench_train_step.py --model i3d_tiny --batch 4 --frames 8 --size 112
-#   python scripts/bench_train_step.py --model linear --size 8 --steps 200   # the fixed cost per step
+"""Overhead of videoattn's training step (VideoClassifier inside a Lightning Trainer: metrics,
+logging, the per-step non-finite check, the per-step LR schedule) against a plain PyTorch
+loop doing the same SGD step on the same model and batches. Prints the median time per step
+of each and their ratio; absolute times are noise on a shared machine, the ratio is the point.
+  python scripts/bench_train_step.py --model i3d_tiny --batch 4 --frames 8 --size 112
+  python scripts/bench_train_step.py --model linear --size 8 --steps 200   # the fixed cost per step
+"""
 from __future__ import annotations
 
 import argparse
@@ -85,7 +86,7 @@ def lightning_loop(model: torch.nn.Module, batches: list[dict[str, Any]], classe
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="i3d_tiny")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--frames", type=int, default=8)

@@ -1,4 +1,4 @@
-# Prepare a downloaded Kinetics copy for training: resize every video to short side 320 (the
+"""Prepare a downloaded Kinetics copy for training: resize every video to short side 320 (the"""
 # usual practice: decoding gets ~2x cheaper, accuracy is unchanged at 224-256 crops) with PyAV,
 # in parallel, resumable (finished files are skipped; partial outputs never count), recording
 # failures, and write the annotation files from the official CSVs.
@@ -111,7 +111,7 @@ def read_kinetics_csv(path: Path) -> list[tuple[str, str | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Resize a Kinetics copy to a short side and write annotation files.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", required=True, help="folder of downloaded videos (any layout)")
     parser.add_argument("--dst", required=True, help="output folder")
     parser.add_argument("--csv", nargs="*", default=[], help="official Kinetics CSVs (train.csv, validate.csv, test.csv)")

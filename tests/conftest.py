@@ -1,5 +1,6 @@
-# Shared test helpers: tiny synthetic mp4 files written by the tests themselves, and
-# "pretrained-like" models (random norm statistics) for logits comparisons.
+"""Shared test helpers: tiny synthetic mp4 files written by the tests themselves, and
+"pretrained-like" models (random norm statistics) for logits comparisons.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable

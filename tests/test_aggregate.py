@@ -1,4 +1,4 @@
-# Tests for videoattn.aggregate: multi-view aggregation as a pure function.
+"""Tests for videoattn.aggregate: multi-view aggregation as a pure function."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
-# Tests for videoattn.data.annotations: list files (space/tab/comma, int or name labels), the
-# official Kinetics CSV in flat and per-class layouts, class folders, class lists and errors.
+"""Tests for videoattn.data.annotations: list files (space/tab/comma, int or name labels), the
+official Kinetics CSV in flat and per-class layouts, class folders, class lists and errors.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
-# Tests of the attention recorder: the recomputed NL affinity is the one the block applies (its
-# output is rebuilt from it), the GC map is the block's context weights, hooks come off.
+"""Tests of the attention recorder: the recomputed NL affinity is the one the block applies (its
+output is rebuilt from it), the GC map is the block's context weights, hooks come off.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
-# Tests for videoattn.models.backbones and the registry: pytorchvideo hub architectures
-# (parameter counts, state-dict keys, equal logits with the same weights), tiny models,
-# head behaviour, input checks.
+"""Tests for videoattn.models.backbones and the registry: pytorchvideo hub architectures
+(parameter counts, state-dict keys, equal logits with the same weights), tiny models,
+head behaviour, input checks.
+"""
 from __future__ import annotations
 
 import pytest

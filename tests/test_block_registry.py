@@ -1,5 +1,6 @@
-# Contract tests for every block in videoattn.blocks.BLOCKS: shape, identity at initialisation,
-# gradients after one optimizer step, bf16 autocast, torch.compile, channels_last_3d, bad input.
+"""Contract tests for every block in videoattn.blocks.BLOCKS: shape, identity at initialisation,
+gradients after one optimizer step, bf16 autocast, torch.compile, channels_last_3d, bad input.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
-# CGNL3d: equal to the reference SpatialCGNL / SpatialCGNLx (ported to 3D below) with the same
-# weights; equal to the generalized non-local operation computed naively with the full
-# (C'*THW) x (C'*THW) affinity; Taylor coefficients; bad arguments.
+"""CGNL3d: equal to the reference SpatialCGNL / SpatialCGNLx (ported to 3D below) with the same
+weights; equal to the generalized non-local operation computed naively with the full
+(C'*THW) x (C'*THW) affinity; Taylor coefficients; bad arguments.
+"""
 from __future__ import annotations
 
 import math

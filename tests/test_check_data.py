@@ -1,5 +1,6 @@
-# Tests for `videoattn check-data` (videoattn.tools.check_data): a parallel scan lists every
-# unreadable video with a reason in a TSV, exit status 1 when any is found, 0 when all read.
+"""Tests for `videoattn check-data` (videoattn.tools.check_data): a parallel scan lists every
+unreadable video with a reason in a TSV, exit status 1 when any is found, 0 when all read.
+"""
 from __future__ import annotations
 
 import csv

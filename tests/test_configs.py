@@ -1,5 +1,6 @@
-# Every file in configs/ parses with the videoattn CLI: recipes alone, deltas stacked on the
-# base named in their "# stack on:" line. Backbone names must be registered models.
+"""Every file in configs/ parses with the videoattn CLI: recipes alone, deltas stacked on the
+base named in their "# stack on:" line. Backbone names must be registered models.
+"""
 from __future__ import annotations
 
 import re

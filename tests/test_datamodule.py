@@ -1,4 +1,4 @@
-# Tests for KineticsDataModule (with its samplers and collation): classes known right after
+"""Tests for KineticsDataModule (with its samplers and collation): classes known right after"""
 # __init__ without decoding, batch dicts for train / val / test / predict and SlowFast, bad
 # videos in batches, worker processes, unpadded disjoint eval shares, per-epoch train shuffling,
 # class order kept in checkpoints, and a Lightning fit/test round trip.

@@ -1,4 +1,4 @@
-# Tests for videoattn.data.datasets.VideoClipDataset: which frames end up in train / val / test
+"""Tests for videoattn.data.datasets.VideoClipDataset: which frames end up in train / val / test"""
 # samples (videos whose frame i is a flat grey 20 + 4*i), multi-view test equal to decoding
 # each view separately, repeated augmentation from one decode, short and tiny videos, and bad
 # videos (train replaces them, evaluation reports them; logged once per path and process).

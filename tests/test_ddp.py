@@ -1,6 +1,7 @@
-# DDP on the CPU (gloo) through the CLI, in subprocesses (strategy="ddp" re-launches the
-# script): a 2-process fit, then multi-view tests with 1 and 2 processes on an odd number of
-# videos must count every video once and give identical per-video predictions.
+"""DDP on the CPU (gloo) through the CLI, in subprocesses (strategy="ddp" re-launches the
+script): a 2-process fit, then multi-view tests with 1 and 2 processes on an odd number of
+videos must count every video once and give identical per-video predictions.
+"""
 from __future__ import annotations
 
 import csv

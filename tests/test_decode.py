@@ -1,6 +1,7 @@
-# Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
-# H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
-# fallback between backends; and every kind of bad file raising DecodeError naming the file.
+"""Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
+H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
+fallback between backends; and every kind of bad file raising DecodeError naming the file.
+"""
 from __future__ import annotations
 
 from fractions import Fraction

@@ -1,5 +1,6 @@
-# Tests for videoattn.models.flops and the `videoattn models` / `videoattn flops` tools:
-# FLOPs as multiply-adds, the SDPA handle, per-block costs of a preset.
+"""Tests for videoattn.models.flops and the `videoattn models` / `videoattn flops` tools:
+FLOPs as multiply-adds, the SDPA handle, per-block costs of a preset.
+"""
 from __future__ import annotations
 
 import pytest

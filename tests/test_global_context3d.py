@@ -1,5 +1,6 @@
-# GlobalContext3d: equal to GCNet's ContextBlock (ported to 3D below) with the same weights,
-# for both poolings and all fusions; bottleneck width; initial state; bad arguments.
+"""GlobalContext3d: equal to GCNet's ContextBlock (ported to 3D below) with the same weights,
+for both poolings and all fusions; bottleneck width; initial state; bad arguments.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
-# Tests for videoattn.models.insert: blocks inserted into models we did not write
-# (torchvision's r3d_18, pytorchvideo's x3d_s) by path and glob, after a module or
-# inside a residual branch, channels inferred, errors that list the paths.
+"""Tests for videoattn.models.insert: blocks inserted into models we did not write
+(torchvision's r3d_18, pytorchvideo's x3d_s) by path and glob, after a module or
+inside a residual branch, channels inferred, errors that list the paths.
+"""
 from __future__ import annotations
 
 import copy

@@ -1,6 +1,7 @@
-# Tests for videoattn.lightning_cli: `videoattn fit|validate|test` end to end (in-process) on
-# a handful of tiny mp4s with the tiny I3D: checkpoints, logs, class links, config stacking,
-# predictions CSV, the non-finite-loss stop and fine-tuning from a checkpoint.
+"""Tests for videoattn.lightning_cli: `videoattn fit|validate|test` end to end (in-process) on
+a handful of tiny mp4s with the tiny I3D: checkpoints, logs, class links, config stacking,
+predictions CSV, the non-finite-loss stop and fine-tuning from a checkpoint.
+"""
 from __future__ import annotations
 
 import csv

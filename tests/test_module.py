@@ -1,5 +1,6 @@
-# Tests for videoattn.module.VideoClassifier with a tiny backbone and an in-memory data
-# module producing batches in the videoattn.data format (dicts with video/label/...).
+"""Tests for videoattn.module.VideoClassifier with a tiny backbone and an in-memory data
+module producing batches in the videoattn.data format (dicts with video/label/...).
+"""
 from __future__ import annotations
 
 import csv

@@ -1,5 +1,6 @@
-# NonLocal3d: equal to pytorchvideo's NonLocal with the same weights; gaussian and concatenation
-# against the paper's formulas computed naively; the fused and matmul paths agree; bad arguments.
+"""NonLocal3d: equal to pytorchvideo's NonLocal with the same weights; gaussian and concatenation
+against the paper's formulas computed naively; the fused and matmul paths agree; bad arguments.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-# Tests for videoattn.optim: no-decay parameter groups, optimizers, warm-up + cosine schedule.
+"""Tests for videoattn.optim: no-decay parameter groups, optimizers, warm-up + cosine schedule."""
 from __future__ import annotations
 
 import itertools

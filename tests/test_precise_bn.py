@@ -1,4 +1,4 @@
-# Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average.
+"""Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average."""
 from __future__ import annotations
 
 import socket

@@ -1,5 +1,6 @@
-# Tests for scripts/prepare_kinetics.py: resizing to a short side (frames and timestamps
-# kept), annotation files and class list from official CSVs, failures recorded, resumable runs.
+"""Tests for scripts/prepare_kinetics.py: resizing to a short side (frames and timestamps
+kept), annotation files and class list from official CSVs, failures recorded, resumable runs.
+"""
 from __future__ import annotations
 
 import importlib.util

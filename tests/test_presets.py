@@ -1,5 +1,6 @@
-# Tests for videoattn.models.presets: where every preset puts which block with which
-# settings, and that NL, GC and CGNL leave a pretrained backbone's logits unchanged.
+"""Tests for videoattn.models.presets: where every preset puts which block with which
+settings, and that NL, GC and CGNL leave a pretrained backbone's logits unchanged.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
-# The README's Python snippets run as written: every ```python block is executed in a
-# fresh namespace, in a temporary working directory.
+"""The README's Python snippets run as written: every ```python block is executed in a
+fresh namespace, in a temporary working directory.
+"""
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
-# Resuming a killed run: `videoattn fit` is SIGKILLed after its first checkpoint, then
-# `--ckpt_path last` finishes its epochs; the steps after the resume see the same videos in
-# the same order and the same learning rates as an uninterrupted run.
+"""Resuming a killed run: `videoattn fit` is SIGKILLed after its first checkpoint, then
+`--ckpt_path last` finishes its epochs; the steps after the resume see the same videos in
+the same order and the same learning rates as an uninterrupted run.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
-# Tests for videoattn.data.sampling: clip spans, random / centre / uniform clips, and videos
-# shorter than a clip (clamped as in PySlowFast, or looped).
+"""Tests for videoattn.data.sampling: clip spans, random / centre / uniform clips, and videos
+shorter than a clip (clamped as in PySlowFast, or looped).
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
-# SqueezeExcite3d: equal to torchvision's 2D SqueezeExcitation when T=1 (same weights), squeeze over
-# T, H and W for T>1, squeeze width from ratio, custom layers, bad arguments.
+"""SqueezeExcite3d: equal to torchvision's 2D SqueezeExcitation when T=1 (same weights), squeeze over
+T, H and W for T>1, squeeze width from ratio, custom layers, bad arguments.
+"""
 from __future__ import annotations
 
 import pytest

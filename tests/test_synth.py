@@ -1,5 +1,6 @@
-# Tests of the synthetic action dataset: class pairs differ only by time order, nuisances vary,
-# generation is deterministic per seed and writes readable H.264 files and annotation files.
+"""Tests of the synthetic action dataset: class pairs differ only by time order, nuisances vary,
+generation is deterministic per seed and writes readable H.264 files and annotation files.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
-# Tests for videoattn.data.transforms: short-side resize (against torchvision's own short-side
-# resize), crops (PySlowFast's uniform_crop positions), flip, normalisation, SlowFast packing
-# (pytorchvideo's PackPathway index rule).
+"""Tests for videoattn.data.transforms: short-side resize (against torchvision's own short-side
+resize), crops (PySlowFast's uniform_crop positions), flip, normalisation, SlowFast packing
+(pytorchvideo's PackPathway index rule).
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
-# Tests for videoattn.models.weights: checkpoint formats, safe unpickling, head
-# re-initialisation, strict key checks, and 2D -> 3D inflation by its defining property.
+"""Tests for videoattn.models.weights: checkpoint formats, safe unpickling, head
+re-initialisation, strict key checks, and 2D -> 3D inflation by its defining property.
+"""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
-# Multi-view aggregation: the per-video score from the logits of its V test views
-# (N temporal clips x M spatial crops), as in PySlowFast's and pytorchvideo's evaluation.
+"""Multi-view aggregation: the per-video score from the logits of its V test views
+(N temporal clips x M spatial crops), as in PySlowFast's and pytorchvideo's evaluation.
+"""
 from __future__ import annotations
 
 from typing import Literal

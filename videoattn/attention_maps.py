@@ -1,8 +1,9 @@
-# Attention maps of Non-local and Global Context blocks, for visualisation. Forward pre-hooks
-# record each block's input during an ordinary forward pass; the attention is then recomputed
-# from that input with the block's own layers (the blocks may use fused kernels that never
-# materialise it). NL: for every query position, its weights over all (pooled) positions of
-# the clip; GC: the one query-independent softmax map over all T*H*W positions.
+"""Attention maps of Non-local and Global Context blocks, for visualisation. Forward pre-hooks
+record each block's input during an ordinary forward pass; the attention is then recomputed
+from that input with the block's own layers (the blocks may use fused kernels that never
+materialise it). NL: for every query position, its weights over all (pooled) positions of
+the clip; GC: the one query-independent softmax map over all T*H*W positions.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

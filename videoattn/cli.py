@@ -1,6 +1,7 @@
-# The `videoattn` console script: Lightning subcommands (fit, validate, test, predict)
-# go to LightningCLI; the tools (models, flops, check-data, synth, visualize) are
-# small modules in videoattn.tools, each with a main(argv), imported only when used.
+"""The `videoattn` console script: Lightning subcommands (fit, validate, test, predict)
+go to LightningCLI; the tools (models, flops, check-data, synth, visualize) are
+small modules in videoattn.tools, each with a main(argv), imported only when used.
+"""
 from __future__ import annotations
 
 import importlib

@@ -1,9 +1,10 @@
-# `videoattn fit|validate|test|predict`: LightningCLI over VideoClassifier and any
-# LightningDataModule given by class_path (the recipes use KineticsDataModule), with the
-# project's defaults: the data module's classes linked to the model, best + last checkpoints
-# in <root>/checkpoints (so `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if
-# installed) logging, a rich progress bar, no Lightning DistributedSampler (the data module
-# shards without padding), and short messages instead of tracebacks for bad config values.
+"""`videoattn fit|validate|test|predict`: LightningCLI over VideoClassifier and any
+LightningDataModule given by class_path (the recipes use KineticsDataModule), with the
+project's defaults: the data module's classes linked to the model, best + last checkpoints
+in <root>/checkpoints (so `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if
+installed) logging, a rich progress bar, no Lightning DistributedSampler (the data module
+shards without padding), and short messages instead of tracebacks for bad config values.
+"""
 from __future__ import annotations
 
 import os

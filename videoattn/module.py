@@ -1,8 +1,9 @@
-# The LightningModule: training logic only around an injected backbone. Loss with label
-# smoothing, SGD/AdamW without weight decay on norm and bias, per-step warm-up + cosine LR,
-# clip top-1/top-5 (torchmetrics), multi-view per-video test accuracy gathered over DDP
-# processes (every video counted once), predictions CSV, precise BN, backbone freezing, and
-# a hard stop on a non-finite loss. Devices and precision belong to the Trainer.
+"""The LightningModule: training logic only around an injected backbone. Loss with label
+smoothing, SGD/AdamW without weight decay on norm and bias, per-step warm-up + cosine LR,
+clip top-1/top-5 (torchmetrics), multi-view per-video test accuracy gathered over DDP
+processes (every video counted once), predictions CSV, precise BN, backbone freezing, and
+a hard stop on a non-finite loss. Devices and precision belong to the Trainer.
+"""
 from __future__ import annotations
 
 import math

@@ -1,7 +1,8 @@
-# Optimisation pieces for the LightningModule: parameter groups without weight decay on
-# normalisation and bias parameters, the optimizer factory (SGD or AdamW), and the
-# learning-rate schedule of PySlowFast's recipes: linear warm-up into a half-cosine decay,
-# computed per optimizer step.
+"""Optimisation pieces for the LightningModule: parameter groups without weight decay on
+normalisation and bias parameters, the optimizer factory (SGD or AdamW), and the
+learning-rate schedule of PySlowFast's recipes: linear warm-up into a half-cosine decay,
+computed per optimizer step.
+"""
 from __future__ import annotations
 
 import math

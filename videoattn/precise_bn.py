@@ -1,9 +1,10 @@
-# Precise BatchNorm statistics (PySlowFast's BN.USE_PRECISE_STATS, after Wu & Johnson,
-# "Rethinking Batch in BatchNorm", arXiv 2105.07576): before evaluation, recompute every
-# BatchNorm's running mean/variance as population statistics over a number of training
-# batches with the weights fixed, instead of the exponential average left by training.
-# The estimation is fvcore's (the one PySlowFast calls); under DDP the result is averaged
-# over processes, as PySlowFast does.
+"""Precise BatchNorm statistics (PySlowFast's BN.USE_PRECISE_STATS, after Wu & Johnson,
+"Rethinking Batch in BatchNorm", arXiv 2105.07576): before evaluation, recompute every
+BatchNorm's running mean/variance as population statistics over a number of training
+batches with the weights fixed, instead of the exponential average left by training.
+The estimation is fvcore's (the one PySlowFast calls); under DDP the result is averaged
+over processes, as PySlowFast does.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sized

@@ -1,5 +1,6 @@
-# Writing real video files with PyAV: used by the synthetic dataset generator, the
-# data-preparation script and the tests (which make their own tiny mp4s).
+"""Writing real video files with PyAV: used by the synthetic dataset generator, the
+data-preparation script and the tests (which make their own tiny mp4s).
+"""
 from __future__ import annotations
 
 from fractions import Fraction

@@ -1,4 +1,4 @@
-# The four 3D attention blocks (NL, GC, SE, CGNL) and their name registry.
+"""The four 3D attention blocks (NL, GC, SE, CGNL) and their name registry."""
 from videoattn.blocks.cgnl3d import CGNL3d
 from videoattn.blocks.global_context3d import GlobalContext3d
 from videoattn.blocks.nonlocal3d import NonLocal3d

@@ -1,8 +1,9 @@
-# Memory-lean softmax attention for the Non-local block on the CPU: queries are processed in
-# chunks and the (L x Np) affinity is never stored; backward recomputes each chunk's softmax
-# (the FlashAttention recipe, arXiv 2205.14135, at the granularity of BLAS matmuls).
-# Tensors stay channels-first, as the 1x1x1 convs produce them: no transposed copies, and the
-# output is already (B, Dv, L) for conv_out.
+"""Memory-lean softmax attention for the Non-local block on the CPU: queries are processed in
+chunks and the (L x Np) affinity is never stored; backward recomputes each chunk's softmax
+(the FlashAttention recipe, arXiv 2205.14135, at the granularity of BLAS matmuls).
+Tensors stay channels-first, as the 1x1x1 convs produce them: no transposed copies, and the
+output is already (B, Dv, L) for conv_out.
+"""
 from __future__ import annotations
 
 import torch

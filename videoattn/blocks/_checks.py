@@ -1,5 +1,6 @@
-# Argument and input-shape checks shared by the four blocks: every failure is a ValueError
-# that names the argument and what was expected.
+"""Argument and input-shape checks shared by the four blocks: every failure is a ValueError
+that names the argument and what was expected.
+"""
 from __future__ import annotations
 
 import torch

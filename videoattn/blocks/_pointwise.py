@@ -1,9 +1,10 @@
-# 1x1x1 Conv3d evaluated as batched matrix products. On the CPU this is faster than nn.Conv3d's
-# forward + backward at the I3D-R50 res3/res4 sizes (it takes the slow_conv3d path; measured with
-# scripts/bench_blocks.py), and the result comes in the (N, C_out, T*H*W) layout that the
-# attention wants. The weight gradient is accumulated clip by clip, so that no (N, C_out, C)
-# per-clip gradient is materialised. (Stacking several convs into one GEMM was measured 5-10%
-# faster but kept the stacked output alive for backward: +18 MiB for CGNL at res4; not done.)
+"""1x1x1 Conv3d evaluated as batched matrix products. On the CPU this is faster than nn.Conv3d's
+forward + backward at the I3D-R50 res3/res4 sizes (it takes the slow_conv3d path; measured with
+scripts/bench_blocks.py), and the result comes in the (N, C_out, T*H*W) layout that the
+attention wants. The weight gradient is accumulated clip by clip, so that no (N, C_out, C)
+per-clip gradient is materialised. (Stacking several convs into one GEMM was measured 5-10%
+faster but kept the stacked output alive for backward: +18 MiB for CGNL at res4; not done.)
+"""
 from __future__ import annotations
 
 import torch

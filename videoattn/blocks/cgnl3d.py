@@ -1,8 +1,9 @@
-# Compact Generalized Non-local block in space-time (3D).
-# Paper: Yue, Sun, Li, Zhou, Ding, Xu, "Compact Generalized Non-local Network", NeurIPS 2018.
-# https://arxiv.org/abs/1810.13125
-# Parameter names and numerics follow the reference SpatialCGNL / SpatialCGNLx
-# (KaiyuYue/cgnl-network.pytorch, model/resnet.py): t, p, g, z, gn.
+"""Compact Generalized Non-local block in space-time (3D).
+Paper: Yue, Sun, Li, Zhou, Ding, Xu, "Compact Generalized Non-local Network", NeurIPS 2018.
+https://arxiv.org/abs/1810.13125
+Parameter names and numerics follow the reference SpatialCGNL / SpatialCGNLx
+(KaiyuYue/cgnl-network.pytorch, model/resnet.py): t, p, g, z, gn.
+"""
 from __future__ import annotations
 
 import math

@@ -1,8 +1,9 @@
-# Global Context block in space-time (3D).
-# Paper: Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond",
-# ICCVW 2019. https://arxiv.org/abs/1904.11492
-# Parameter names follow GCNet's ContextBlock (mmcv `cnn/bricks/context_block.py`):
-# conv_mask, channel_add_conv, channel_mul_conv.
+"""Global Context block in space-time (3D).
+Paper: Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond",
+ICCVW 2019. https://arxiv.org/abs/1904.11492
+Parameter names follow GCNet's ContextBlock (mmcv `cnn/bricks/context_block.py`):
+conv_mask, channel_add_conv, channel_mul_conv.
+"""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,7 +1,8 @@
-# Non-local block in space-time (3D).
-# Paper: Wang, Girshick, Gupta, He, "Non-local Neural Networks", CVPR 2018. https://arxiv.org/abs/1711.07971
-# Parameter names and numerics follow pytorchvideo's `layers/nonlocal_net.py` NonLocal
-# (conv_theta, conv_phi, conv_g, conv_out, norm), so its weights load with `load_state_dict`.
+"""Non-local block in space-time (3D).
+Paper: Wang, Girshick, Gupta, He, "Non-local Neural Networks", CVPR 2018. https://arxiv.org/abs/1711.07971
+Parameter names and numerics follow pytorchvideo's `layers/nonlocal_net.py` NonLocal
+(conv_theta, conv_phi, conv_g, conv_out, norm), so its weights load with `load_state_dict`.
+"""
 from __future__ import annotations
 
 from typing import Callable, Sequence

@@ -1,4 +1,4 @@
-# Name -> block class registry and the `make_block` factory used by the model builders.
+"""Name -> block class registry and the `make_block` factory used by the model builders."""
 from __future__ import annotations
 
 from typing import Any

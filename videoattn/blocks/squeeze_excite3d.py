@@ -1,7 +1,8 @@
-# Squeeze-and-Excitation block in space-time (3D).
-# Paper: Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018. https://arxiv.org/abs/1709.01507
-# Parameter names follow torchvision's `ops.misc.SqueezeExcitation` (fc1, fc2, here 1x1x1 Conv3d):
-# a 2D checkpoint loads after `weight[..., None]` on fc1/fc2 weights, and with T=1 the outputs match.
+"""Squeeze-and-Excitation block in space-time (3D).
+Paper: Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018. https://arxiv.org/abs/1709.01507
+Parameter names follow torchvision's `ops.misc.SqueezeExcitation` (fc1, fc2, here 1x1x1 Conv3d):
+a 2D checkpoint loads after `weight[..., None]` on fc1/fc2 weights, and with T=1 the outputs match.
+"""
 from __future__ import annotations
 
 from typing import Callable

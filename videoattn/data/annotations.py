@@ -1,7 +1,8 @@
-# Annotation readers: `path label` / `path,label` lists (PySlowFast, pytorchvideo), the
-# official Kinetics CSV (label,youtube_id,time_start,time_end,split) and a folder per class.
-# All give a list of VideoRecord (path, label index, row) plus the class names, without
-# opening any video. Class order is stable: a given list, else the sorted names found.
+"""Annotation readers: `path label` / `path,label` lists (PySlowFast, pytorchvideo), the
+official Kinetics CSV (label,youtube_id,time_start,time_end,split) and a folder per class.
+All give a list of VideoRecord (path, label index, row) plus the class names, without
+opening any video. Class order is stable: a given list, else the sorted names found.
+"""
 from __future__ import annotations
 
 import csv

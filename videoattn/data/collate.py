@@ -1,8 +1,9 @@
-# Batching samples of VideoClipDataset into pytorchvideo-style dicts: `video`, `label`,
-# `video_index`, `path`, plus `skipped` (videos that failed to decode, with the reason).
-#   train: [B*K, C, T, H, W] (K clips per video, labels repeated)   val: [B, C, T, H, W]
-#   test / predict: [B, V, C, T, H, W]          SlowFast: `[slow, fast]`, each shaped as above
-# Failed videos are dropped; if all failed, `video` is None and label/video_index are empty.
+"""Batching samples of VideoClipDataset into pytorchvideo-style dicts: `video`, `label`,
+`video_index`, `path`, plus `skipped` (videos that failed to decode, with the reason).
+  train: [B*K, C, T, H, W] (K clips per video, labels repeated)   val: [B, C, T, H, W]
+  test / predict: [B, V, C, T, H, W]          SlowFast: `[slow, fast]`, each shaped as above
+Failed videos are dropped; if all failed, `video` is None and label/video_index are empty.
+"""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -1,4 +1,4 @@
-# KineticsDataModule: Kinetics-style video classification data for Lightning. Reads the
+"""KineticsDataModule: Kinetics-style video classification data for Lightning. Reads the"""
 # annotation files (no decoding) in __init__ so `classes` / `num_classes` are known at once
 # (the CLI links data.num_classes -> model.num_classes); builds its own samplers (the CLI
 # sets use_distributed_sampler=False): shuffled per-epoch train shares, unpadded eval shares.

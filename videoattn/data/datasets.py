@@ -1,9 +1,10 @@
-# The video dataset: one decode per video, then clips and views in memory.
-#   train   -> `clips_per_video` random clips (random short-side scale, random crop, flip)
-#   val     -> the centre clip (short side, centre crop)
-#   test / predict -> temporal x spatial views, all from ONE decode of the video
-# A video that fails to decode never raises: train draws another video and reports the failed
-# one in the sample's `skipped` list; evaluation returns a sample without `video`, listed too.
+"""The video dataset: one decode per video, then clips and views in memory.
+  train   -> `clips_per_video` random clips (random short-side scale, random crop, flip)
+  val     -> the centre clip (short side, centre crop)
+  test / predict -> temporal x spatial views, all from ONE decode of the video
+A video that fails to decode never raises: train draws another video and reports the failed
+one in the sample's `skipped` list; evaluation returns a sample without `video`, listed too.
+"""
 from __future__ import annotations
 
 import logging

@@ -1,7 +1,8 @@
-# Samplers built by the DataModule itself (the CLI sets use_distributed_sampler=False):
-# train shuffles with a per-epoch seed and splits across processes (torch's DistributedSampler,
-# also on one process); evaluation gives each process a disjoint, unpadded share, so every
-# video is evaluated exactly once whatever the number of processes.
+"""Samplers built by the DataModule itself (the CLI sets use_distributed_sampler=False):
+train shuffles with a per-epoch seed and splits across processes (torch's DistributedSampler,
+also on one process); evaluation gives each process a disjoint, unpadded share, so every
+video is evaluated exactly once whatever the number of processes.
+"""
 from __future__ import annotations
 
 from typing import Iterator

@@ -1,7 +1,8 @@
-# Clip sampling: which frame indices make a clip of `num_frames` frames taken every
-# `sampling_rate` frames (a float stride is rounded per frame, for sampling at a target fps). Train takes a random clip, val the centre clip, test `num_clips`
-# clips evenly spread over the video. Videos shorter than the clip span have their indices
-# clamped to the last frame (PySlowFast's behaviour) or looped.
+"""Clip sampling: which frame indices make a clip of `num_frames` frames taken every
+`sampling_rate` frames (a float stride is rounded per frame, for sampling at a target fps). Train takes a random clip, val the centre clip, test `num_clips`
+clips evenly spread over the video. Videos shorter than the clip span have their indices
+clamped to the last frame (PySlowFast's behaviour) or looped.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,7 +1,8 @@
-# Clip transforms on tensors (pytorchvideo.transforms does not import with current torchvision):
-# short-side resize on uint8 frames (antialiased bilinear, ~4x faster than float interpolate, so
-# it runs before the float conversion), random / centre / three-way crops, horizontal flip,
-# normalisation to float [C, T, H, W], and SlowFast pathway packing.
+"""Clip transforms on tensors (pytorchvideo.transforms does not import with current torchvision):
+short-side resize on uint8 frames (antialiased bilinear, ~4x faster than float interpolate, so
+it runs before the float conversion), random / centre / three-way crops, horizontal flip,
+normalisation to float [C, T, H, W], and SlowFast pathway packing.
+"""
 from __future__ import annotations
 
 from typing import Sequence

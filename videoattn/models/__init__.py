@@ -1,5 +1,6 @@
-# videoattn.models: backbones (C2D/I3D/Slow/SlowFast ResNets in pytorchvideo's layout),
-# presets with attention blocks, insertion of blocks into any model, and weight loading.
+"""videoattn.models: backbones (C2D/I3D/Slow/SlowFast ResNets in pytorchvideo's layout),
+presets with attention blocks, insertion of blocks into any model, and weight loading.
+"""
 from __future__ import annotations
 
 import inspect

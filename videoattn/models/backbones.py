@@ -1,11 +1,12 @@
-# Backbones: C2D, I3D, Slow and SlowFast ResNets with exactly the layers (and the
-# state-dict keys) of pytorchvideo's hub models of the same name, built with
-# pytorchvideo's own builders, plus tiny variants for tests and CPU demos.
-#
-# Two changes from the hub models, neither with parameters: the head pools
-# adaptively (global average), so any input size works and at the recipe's input
-# it computes what the fixed-size pool computes; and SlowFast does not overwrite
-# the caller's [slow, fast] list.
+"""Backbones: C2D, I3D, Slow and SlowFast ResNets with exactly the layers (and the
+state-dict keys) of pytorchvideo's hub models of the same name, built with
+pytorchvideo's own builders, plus tiny variants for tests and CPU demos.
+
+Two changes from the hub models, neither with parameters: the head pools
+adaptively (global average), so any input size works and at the recipe's input
+it computes what the fixed-size pool computes; and SlowFast does not overwrite
+the caller's [slow, fast] list.
+"""
 from __future__ import annotations
 
 import warnings

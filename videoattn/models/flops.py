@@ -1,9 +1,10 @@
-# FLOP and parameter counting with fvcore, as pytorchvideo's model zoo counts
-# (one multiply-add = one FLOP), and the model card: the cost of each inserted block.
-# fvcore counts 0 for several ops our blocks use; handles here count them:
-# scaled_dot_product_attention, baddbmm, the blocks' custom autograd Functions (1x1x1
-# convs as GEMMs, chunked softmax attention), and broadcast matmul (fvcore's handle
-# drops the broadcast batch dimensions). A custom op without a handle raises a warning.
+"""FLOP and parameter counting with fvcore, as pytorchvideo's model zoo counts
+(one multiply-add = one FLOP), and the model card: the cost of each inserted block.
+fvcore counts 0 for several ops our blocks use; handles here count them:
+scaled_dot_product_attention, baddbmm, the blocks' custom autograd Functions (1x1x1
+convs as GEMMs, chunked softmax attention), and broadcast matmul (fvcore's handle
+drops the broadcast batch dimensions). A custom op without a handle raises a warning.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

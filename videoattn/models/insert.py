@@ -1,7 +1,8 @@
-# Insertion of blocks into any nn.Module at module paths or glob patterns: "after" a
-# module (e.g. after a residual block, as NL is placed) or "inside" a residual block
-# (after the last norm of its residual branch, before the addition: the GC and
-# SE-ResNet placement). The channel count of each block is read from the model.
+"""Insertion of blocks into any nn.Module at module paths or glob patterns: "after" a
+module (e.g. after a residual block, as NL is placed) or "inside" a residual block
+(after the last norm of its residual branch, before the addition: the GC and
+SE-ResNet placement). The channel count of each block is read from the model.
+"""
 from __future__ import annotations
 
 from fnmatch import fnmatchcase

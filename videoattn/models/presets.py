@@ -1,14 +1,15 @@
-# Presets: backbones with blocks where the papers put them. A placement is data:
-# residual stage (2..5 for res2..res5) -> indices of its residual blocks, and whether
-# the block goes after the residual block or inside its residual branch.
-#   NL   Wang et al. 2018 (arXiv 1711.07971), PySlowFast NLN configs: 5 blocks after
-#        res3 blocks 1,3 and res4 blocks 1,3,5; softmax for I3D, dot_product for Slow/SlowFast.
-#   GC   Cao et al. 2019 (arXiv 1904.11492): every bottleneck of res3-res5, after the
-#        last norm of the residual branch; ratio 1/16, add fusion.
-#   SE   Hu et al. 2018 (arXiv 1709.01507): every bottleneck, same place (SE-ResNet).
-#   CGNL Yue et al. 2018 (arXiv 1810.13125): one block in res4 before its last residual
-#        block (dot kernel, 8 groups); "cgnl5" puts CGNL at the five NL places instead.
-# SlowFast presets touch the slow pathway only.
+"""Presets: backbones with blocks where the papers put them. A placement is data:
+residual stage (2..5 for res2..res5) -> indices of its residual blocks, and whether
+the block goes after the residual block or inside its residual branch.
+  NL   Wang et al. 2018 (arXiv 1711.07971), PySlowFast NLN configs: 5 blocks after
+       res3 blocks 1,3 and res4 blocks 1,3,5; softmax for I3D, dot_product for Slow/SlowFast.
+  GC   Cao et al. 2019 (arXiv 1904.11492): every bottleneck of res3-res5, after the
+       last norm of the residual branch; ratio 1/16, add fusion.
+  SE   Hu et al. 2018 (arXiv 1709.01507): every bottleneck, same place (SE-ResNet).
+  CGNL Yue et al. 2018 (arXiv 1810.13125): one block in res4 before its last residual
+       block (dot kernel, 8 groups); "cgnl5" puts CGNL at the five NL places instead.
+SlowFast presets touch the slow pathway only.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

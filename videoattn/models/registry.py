@@ -1,5 +1,6 @@
-# The model registry: one plain dict from a model name to its entry (builder and
-# the input a recipe feeds it). Backbones and presets register themselves here.
+"""The model registry: one plain dict from a model name to its entry (builder and
+the input a recipe feeds it). Backbones and presets register themselves here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,11 +1,11 @@
-# Weight loading: pytorchvideo / PySlowFast hub checkpoints, videoattn and Lightning
-# checkpoints, and torchvision 2D ResNet state dicts inflated to 3D (I3D inflation,
-# Carreira & Zisserman, CVPR 2017, arXiv 1705.07750). Files are read with
-# torch.load(weights_only=True), so nothing in them can run code.
+"""Weight loading: pytorchvideo / PySlowFast hub checkpoints, videoattn and Lightning
+checkpoints, and torchvision 2D ResNet state dicts inflated to 3D (I3D inflation,
+Carreira & Zisserman, CVPR 2017, arXiv 1705.07750). Files are read with
+torch.load(weights_only=True), so nothing in them can run code.
+"""
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from videoattn.checkpoints import CheckpointError, load_checkpoint
 from videoattn.models.insert import Inserted
 
 __all__ = ["LoadReport", "read_checkpoint", "load_weights", "inflate_weight", "torchvision_resnet_to_3d"]
@@ -49,21 +50,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     ``backbone.`` keys are kept and the prefix stripped), ``{"model": sd}`` and a bare state dict;
     a DDP ``module.`` prefix is stripped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: no such file {str(path)!r}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"weights: refusing to load {str(path)!r}: it holds Python objects that would run code when "
-            f"unpickled (torch.load weights_only=True rejected it: {first}). Re-save only the state dict."
-        ) from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"weights: {str(path)!r} is not a PyTorch checkpoint ({err})") from None
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"weights: {str(path)!r} holds a {type(obj).__name__}, expected a dict")
+        obj = load_checkpoint(path, what="weights")
+    except CheckpointError as err:
+        if not Path(path).is_file():
+            raise FileNotFoundError(str(err)) from None
+        raise
     kind = "bare"
     for entry in _STATE_DICT_ENTRIES:
         if isinstance(obj.get(entry), Mapping):

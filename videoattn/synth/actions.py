@@ -1,9 +1,10 @@
-# The action classes of the synthetic dataset. Each class is one of seven motions, played
-# forwards or backwards in time: moving right / left, down / up, separating / approaching,
-# fading in / out, growing / shrinking, rotating clockwise / anticlockwise, a circle chasing a
-# square / a square chasing a circle. A class and its partner show exactly the same set of
-# frames in opposite orders, so no single frame (nor any unordered set of frames) can tell them
-# apart: only the order in time can.
+"""The action classes of the synthetic dataset. Each class is one of seven motions, played
+forwards or backwards in time: moving right / left, down / up, separating / approaching,
+fading in / out, growing / shrinking, rotating clockwise / anticlockwise, a circle chasing a
+square / a square chasing a circle. A class and its partner show exactly the same set of
+frames in opposite orders, so no single frame (nor any unordered set of frames) can tell them
+apart: only the order in time can.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
-# Drawing for the synthetic action dataset: backgrounds, anti-aliased shapes (signed distance
-# fields rendered inside each shape's bounding box) and alpha compositing, all in numpy.
+"""Drawing for the synthetic action dataset: backgrounds, anti-aliased shapes (signed distance
+fields rendered inside each shape's bounding box) and alpha compositing, all in numpy.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
-# The data module for the synthetic dataset: KineticsDataModule without the horizontal flip.
-# The flip is a label-preserving augmentation for Kinetics, but not here: it turns moving_left
-# into moving_right and clockwise into anticlockwise rotation.
+"""The data module for the synthetic dataset: KineticsDataModule without the horizontal flip.
+The flip is a label-preserving augmentation for Kinetics, but not here: it turns moving_left
+into moving_right and clockwise into anticlockwise rotation.
+"""
 from __future__ import annotations
 
 from typing import Any

@@ -1,7 +1,8 @@
-# Writing the synthetic dataset: one H.264 mp4 per video (PyAV), generated in parallel with a
-# progress bar, plus train/val/test annotation files (`path label`, paths relative to the
-# dataset folder) and classes.txt. Every video draws from its own seed (dataset seed, class,
-# index), so the output is the same whatever the number of worker processes.
+"""Writing the synthetic dataset: one H.264 mp4 per video (PyAV), generated in parallel with a
+progress bar, plus train/val/test annotation files (`path label`, paths relative to the
+dataset folder) and classes.txt. Every video draws from its own seed (dataset seed, class,
+index), so the output is the same whatever the number of worker processes.
+"""
 from __future__ import annotations
 
 import multiprocessing as mp

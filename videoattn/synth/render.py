@@ -1,5 +1,6 @@
-# Rendering one synthetic video: random nuisances (length, frame rate, resolution, background,
-# distractor objects, noise) around the objects of an action class, as uint8 RGB frames.
+"""Rendering one synthetic video: random nuisances (length, frame rate, resolution, background,
+distractor objects, noise) around the objects of an action class, as uint8 RGB frames.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,7 +1,8 @@
-# `videoattn check-data LIST... --root ROOT`: scan the videos of annotation files (any format
-# videoattn reads) in parallel with a progress bar and write the unreadable ones, with the
-# reason for each, to a TSV file, and optionally (--clean-dir) copies of the annotation files
-# without those rows, so a Kinetics copy can be cleaned before training.
+"""`videoattn check-data LIST... --root ROOT`: scan the videos of annotation files (any format
+videoattn reads) in parallel with a progress bar and write the unreadable ones, with the
+reason for each, to a TSV file, and optionally (--clean-dir) copies of the annotation files
+without those rows, so a Kinetics copy can be cleaned before training.
+"""
 from __future__ import annotations
 
 import argparse

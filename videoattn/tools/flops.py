@@ -1,5 +1,6 @@
-# `videoattn flops NAME`: parameters and GFLOPs per view of a model at its recipe's
-# input (fvcore), and what each inserted block adds.
+"""`videoattn flops NAME`: parameters and GFLOPs per view of a model at its recipe's
+input (fvcore), and what each inserted block adds.
+"""
 from __future__ import annotations
 
 import argparse

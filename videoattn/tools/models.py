@@ -1,4 +1,4 @@
-# `videoattn models`: list the registered models (backbones and presets).
+"""`videoattn models`: list the registered models (backbones and presets)."""
 from __future__ import annotations
 
 import argparse

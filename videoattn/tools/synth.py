@@ -1,5 +1,6 @@
-# `videoattn synth OUT_DIR [--videos-per-class N] [--seed S]`: generate the synthetic action
-# dataset (real H.264 mp4s, train/val/test annotation files, classes.txt).
+"""`videoattn synth OUT_DIR [--videos-per-class N] [--seed S]`: generate the synthetic action
+dataset (real H.264 mp4s, train/val/test annotation files, classes.txt).
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,8 @@
-# `videoattn visualize --checkpoint CKPT --video PATH --out DIR`: run a trained model on one clip
-# and write, for every Non-local block, the attention of a chosen query position over all the
-# clip's frames, and for every Global Context block its query-independent attention map, as
-# PNGs: the clip's frames on top, the same frames with the attention as a heat map below.
+"""`videoattn visualize --checkpoint CKPT --video PATH --out DIR`: run a trained model on one clip
+and write, for every Non-local block, the attention of a chosen query position over all the
+clip's frames, and for every Global Context block its query-independent attention map, as
+PNGs: the clip's frames on top, the same frames with the attention as a heat map below.
+"""
 from __future__ import annotations
 
 import argparse
@@ -22,26 +23,11 @@ KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
 
 def load_classifier(checkpoint: str | Path, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The model of a videoattn/Lightning checkpoint (its name, class count and class names come from
-    the checkpoint's hyperparameters; ``model`` names it for a bare state dict), in eval mode, and
-    the data module's hyperparameters (``{}`` if absent)."""
-    from videoattn.models import create_model
+    """The model of a videoattn/Lightning checkpoint in eval mode and the data module's
+    hyperparameters (see :func:`videoattn.checkpoints.classifier_from_checkpoint`)."""
+    from videoattn.checkpoints import classifier_from_checkpoint
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ValueError(f"--checkpoint: no such file {str(path)!r}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    hp = obj.get("hyper_parameters", {}) if isinstance(obj, dict) else {}
-    name = model or hp.get("backbone")
-    if not isinstance(name, str):
-        raise ValueError(f"--checkpoint {str(path)!r} does not name its model (no hyper_parameters.backbone): pass --model NAME")
-    state = obj.get("state_dict", obj)
-    heads = [v for k, v in state.items() if k.endswith("proj.weight")]
-    num_classes = hp.get("num_classes") or (heads[-1].shape[0] if heads else 400)
-    net = create_model(name, num_classes=num_classes, weights=str(path), **(hp.get("backbone_kwargs") or {}))
-    info = dict(obj.get("datamodule_hyper_parameters", {}) or {})
-    info["class_names"] = hp.get("class_names")
-    return net.eval(), info
+    return classifier_from_checkpoint(checkpoint, model, what="--checkpoint")
 
 
 def load_clip(
