@@ -58,3 +58,12 @@ def test_classifier_from_checkpoint_rebuilds_the_model(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 4, 32, 32)
     assert torch.equal(model(x), net.eval()(x))
     assert info["class_names"] == ["a", "b", "c"] and info["num_frames"] == 4
+
+
+def test_load_from_checkpoint_refuses_code_in_one_line(tmp_path: Path) -> None:
+    from videoattn.module import VideoClassifier
+
+    path, marker = _evil(tmp_path)
+    with pytest.raises(CheckpointError, match=r"^load_from_checkpoint: refusing to load .*evil.ckpt"):
+        VideoClassifier.load_from_checkpoint(path)
+    assert not marker.exists()

@@ -62,11 +62,11 @@ def test_config_parses(path: Path) -> None:
 @pytest.mark.parametrize("arch,frames,stride", [("i3d_r50", 8, 8), ("slowfast_r50", 32, 2)])
 def test_recipes_follow_pyslowfast(arch: str, frames: int, stride: int) -> None:
     cfg = _parse(CONFIGS / f"k400_{arch}.yaml")
-    m, d = cfg.model, cfg.data.init_args
+    m, d = cfg.model, cfg.data.init_args.clip
     assert (m.optimizer, m.lr, m.base_batch_size, m.momentum, m.weight_decay) == ("sgd", 0.1, 64, 0.9, 1e-4)
     assert (m.warmup_epochs, m.warmup_start_factor, cfg.trainer.max_epochs) == (34, 0.1, 196)
     assert m.backbone_kwargs == {"dropout": 0.5} and m.precise_bn_batches == 200
     assert (d.num_frames, d.sampling_rate, d.crop_size, tuple(d.test_views)) == (frames, stride, 224, (10, 3))
-    assert d.batch_size * cfg.trainer.devices == 64
+    assert cfg.data.init_args.batch_size * cfg.trainer.devices == 64
     assert cfg.checkpoint.monitor == "val/top1" and cfg.last_checkpoint.filename == "last"
     assert cfg.checkpoint.dirpath == cfg.last_checkpoint.dirpath == f"runs/k400_{arch}/checkpoints"

@@ -4,18 +4,26 @@
 # class order kept in checkpoints, and a Lightning fit/test round trip.
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from videoattn.data import KineticsDataModule
+from videoattn.data import ClipSettings, KineticsDataModule
 from videoattn.data import decode as decode_module
 from videoattn.data.collate import VideoCollate
 from videoattn.data.samplers import ShardedEvalSampler, train_sampler
 
 SMALL = dict(num_frames=4, sampling_rate=2, train_short_side=(32, 40), crop_size=32, test_short_side=32, test_crop_size=32, num_workers=0)
+CLIP_KEYS = {f.name for f in dataclasses.fields(ClipSettings)}
+
+
+def make_dm(root: str, *sources: str, **kwargs) -> KineticsDataModule:
+    """KineticsDataModule with the clip settings among the keywords gathered into ``clip``."""
+    clip = {k: kwargs.pop(k) for k in list(kwargs) if k in CLIP_KEYS}
+    return KineticsDataModule(root, *sources, clip=ClipSettings(**clip), **kwargs)
 
 
 @pytest.fixture
@@ -34,16 +42,17 @@ def dataset_root(tmp_path: Path, make_video) -> Path:
 
 def test_classes_known_after_init_without_decoding(dataset_root: Path, monkeypatch) -> None:
     monkeypatch.setattr(decode_module, "_READERS", {})  # any decoding attempt would fail
-    dm = KineticsDataModule(str(dataset_root), train="train.csv", val="train.csv", **SMALL)
+    dm = make_dm(str(dataset_root), train="train.csv", val="train.csv", **SMALL)
     assert dm.classes == ["abseiling", "yoga"] and dm.num_classes == 2
     (dataset_root / "classes.txt").write_text("yoga\nabseiling\nzumba\n")
-    dm = KineticsDataModule(str(dataset_root), train="train.csv", classes="classes.txt", **SMALL)
+    dm = make_dm(str(dataset_root), train="train.csv", classes="classes.txt", **SMALL)
     assert dm.classes == ["yoga", "abseiling", "zumba"] and dm.num_classes == 3
+    dm.setup("fit")
     assert [r.label for r in dm.records["train"]] == [0, 1, 0, 0, 1, 0]
 
 
 def test_batches_for_every_stage(dataset_root: Path) -> None:
-    dm = KineticsDataModule(str(dataset_root), "train.csv", "train.csv", "train.csv", "predict.txt", batch_size=3, test_batch_size=2, test_views=(2, 3), **SMALL)
+    dm = make_dm(str(dataset_root), "train.csv", "train.csv", "train.csv", "predict.txt", batch_size=3, test_batch_size=2, test_views=(2, 3), **SMALL)
     train = list(dm.train_dataloader())
     assert len(train) == 2
     for batch in train:
@@ -67,7 +76,7 @@ def test_batches_for_every_stage(dataset_root: Path) -> None:
 
 def test_slowfast_and_repeated_augmentation_batches(dataset_root: Path) -> None:
     opts = {**SMALL, "num_frames": 8}
-    dm = KineticsDataModule(str(dataset_root), "train.csv", test="train.csv", batch_size=2, slowfast_alpha=4, clips_per_video=2, test_views=(2, 1), **opts)
+    dm = make_dm(str(dataset_root), "train.csv", test="train.csv", batch_size=2, slowfast_alpha=4, clips_per_video=2, test_views=(2, 1), **opts)
     batch = next(iter(dm.train_dataloader()))
     slow, fast = batch["video"]
     rows = slow.shape[0]
@@ -86,7 +95,7 @@ def test_all_failed_batch() -> None:
 
 def test_workers_persistent_and_pinned(dataset_root: Path) -> None:
     opts = {**SMALL, "num_workers": 2}
-    dm = KineticsDataModule(str(dataset_root), "train.csv", val="train.csv", batch_size=2, persistent_workers=True, pin_memory=False, **opts)
+    dm = make_dm(str(dataset_root), "train.csv", val="train.csv", batch_size=2, persistent_workers=True, pin_memory=False, **opts)
     loader = dm.train_dataloader()
     assert loader.persistent_workers and loader.num_workers == 2
     for epoch in range(2):
@@ -115,7 +124,7 @@ def test_train_sampler_shuffles_per_epoch_and_splits_ranks() -> None:
 
 
 def test_class_order_is_checked_when_loading_state(dataset_root: Path) -> None:
-    dm = KineticsDataModule(str(dataset_root), "train.csv", **SMALL)
+    dm = make_dm(str(dataset_root), "train.csv", **SMALL)
     state = dm.state_dict()
     assert state == {"classes": ["abseiling", "yoga"]}
     dm.load_state_dict(state)
@@ -125,14 +134,14 @@ def test_class_order_is_checked_when_loading_state(dataset_root: Path) -> None:
 
 def test_bad_arguments_are_named(dataset_root: Path) -> None:
     with pytest.raises(ValueError, match="root"):
-        KineticsDataModule(str(dataset_root / "nope"), "train.csv")
+        make_dm(str(dataset_root / "nope"), "train.csv")
     with pytest.raises(ValueError, match="missing.csv"):
-        KineticsDataModule(str(dataset_root), "missing.csv", **SMALL)
+        make_dm(str(dataset_root), "missing.csv", **SMALL).setup("fit")
     with pytest.raises(ValueError, match="backend"):
-        KineticsDataModule(str(dataset_root), "train.csv", backend="opencv", **SMALL)
+        make_dm(str(dataset_root), "train.csv", backend="opencv", **SMALL)
     with pytest.raises(ValueError, match="crop_size"):
-        KineticsDataModule(str(dataset_root), "train.csv", **{**SMALL, "crop_size": 64})
-    dm = KineticsDataModule(str(dataset_root), "train.csv", **SMALL)
+        make_dm(str(dataset_root), "train.csv", **{**SMALL, "crop_size": 64})
+    dm = make_dm(str(dataset_root), "train.csv", **SMALL)
     with pytest.raises(ValueError, match="no test annotations"):
         dm.test_dataloader()
     assert dm.val_dataloader() == []  # fit without validation data
@@ -163,7 +172,7 @@ class _Recorder(L.LightningModule):
 
 
 def test_lightning_fit_and_test(dataset_root: Path) -> None:
-    dm = KineticsDataModule(str(dataset_root), "train.csv", test="train.csv", batch_size=2, test_views=(2, 1), **SMALL)
+    dm = make_dm(str(dataset_root), "train.csv", test="train.csv", batch_size=2, test_views=(2, 1), **SMALL)
     model = _Recorder(dm.num_classes)
     trainer = L.Trainer(
         max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -183,7 +192,7 @@ def _ddp_worker(rank: int, world: int, root: str, port: int, out_dir: str) -> No
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        dm = KineticsDataModule(root, "train.csv", test="train.csv", batch_size=2, test_batch_size=2, test_views=(1, 1), **SMALL)
+        dm = make_dm(root, "train.csv", test="train.csv", batch_size=2, test_batch_size=2, test_views=(1, 1), **SMALL)
         test_rows = [i for b in dm.test_dataloader() for i in b["video_index"].tolist()]
         skipped = [s["video_index"] for b in dm.test_dataloader() for s in b["skipped"]]
         sampler = dm.train_dataloader().sampler
@@ -224,9 +233,57 @@ def test_flip_option_reaches_the_datasets(dataset_root: Path, monkeypatch) -> No
     flips = []
     monkeypatch.setattr(datasets, "horizontal_flip", lambda x: flips.append(1) or x.flip(-1))
     for flip in (True, False):
-        dm = KineticsDataModule(str(dataset_root), "train.csv", flip=flip, **SMALL)
+        dm = make_dm(str(dataset_root), "train.csv", flip=flip, **SMALL)
         torch.manual_seed(0)
         flips.clear()
+        dm.setup("fit")
         for _ in range(20):
             dm.datasets["train"][0]
         assert (len(flips) > 0) is flip
+
+
+def test_a_stage_reads_only_its_own_lists(dataset_root: Path, monkeypatch) -> None:
+    """test needs only the test list (train.csv and classes.txt may be missing), fit only train."""
+    opened: list[str] = []
+    from videoattn.data import datamodule as dm_module
+
+    real = dm_module.read_raw_annotations
+    monkeypatch.setattr(dm_module, "read_raw_annotations", lambda src, root: opened.append(str(src)) or real(src, root))
+    dm = make_dm(str(dataset_root), "missing_train.csv", "missing_val.csv", "train.csv", classes=["abseiling", "yoga"], **SMALL)
+    dm.setup("test")
+    assert opened == ["train.csv"] and len(dm.test_dataloader().dataset) == 6
+    with pytest.raises(ValueError, match="missing_train.csv"):
+        dm.setup("fit")
+    with pytest.raises(ValueError, match="the predict stage needs `predict=`"):
+        dm.setup("predict")
+
+
+def test_test_labels_outside_the_classes_are_named(dataset_root: Path) -> None:
+    (dataset_root / "other.csv").write_text("videos/v0.mp4,yoga\nvideos/v1.mp4,zumba\nvideos/v2.mp4,zumba\nvideos/v3.mp4,salsa\n")
+    dm = make_dm(str(dataset_root), test="other.csv", classes=["abseiling", "yoga"], **SMALL)
+    with pytest.raises(ValueError, match=r"2 labels are not among the 2 classes.*'salsa' \(1 videos\), 'zumba' \(2 videos\)"):
+        dm.setup("test")
+
+
+@pytest.mark.parametrize("source", ["videos/v1.mp4", "videos", "videos/**/*.mp4", "predict.txt"])
+def test_predict_takes_a_file_a_folder_a_glob_or_a_list(dataset_root: Path, source: str) -> None:
+    (dataset_root / "videos" / "more").mkdir()
+    (dataset_root / "videos" / "v0.mp4").rename(dataset_root / "videos" / "more" / "v0.mp4")
+    (dataset_root / "predict.txt").write_text("videos/more/v0.mp4\nvideos/v1.mp4\n")
+    dm = make_dm(str(dataset_root), predict=source, classes=["abseiling", "yoga"], test_views=(1, 1), **SMALL)
+    dm.setup("predict")
+    paths = [Path(r.path).relative_to(dataset_root).as_posix() for r in dm.records["predict"]]
+    expected = {
+        "videos/v1.mp4": ["videos/v1.mp4"],
+        "predict.txt": ["videos/more/v0.mp4", "videos/v1.mp4"],
+    }.get(source, ["videos/broken.mp4", "videos/more/v0.mp4", "videos/v1.mp4", "videos/v2.mp4", "videos/v3.mp4", "videos/v4.mp4"])
+    assert paths == expected and all(r.label == -1 for r in dm.records["predict"])
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["label"].tolist() == [-1] * len(batch["label"])
+
+
+def test_predict_source_that_matches_nothing_is_named(dataset_root: Path) -> None:
+    for source, message in (("nothing/*.mp4", "no video files .* match"), ("empty", "no video files"), ("nope.txt", "neither a video file")):
+        (dataset_root / "empty").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match=message):
+            make_dm(str(dataset_root), predict=source, classes=["a"], **SMALL).setup("predict")

@@ -13,6 +13,7 @@ import torch
 
 from videoattn.data import datasets as datasets_module
 from videoattn.data.annotations import VideoRecord
+from videoattn.data.clip import ClipSettings
 from videoattn.data.datasets import VideoClipDataset
 from videoattn.data.decode import read_frames
 from videoattn.data.sampling import uniform_clips
@@ -44,7 +45,7 @@ SMALL = dict(train_short_side=(32, 40), crop_size=32, test_short_side=32, test_c
 
 
 def test_train_clip_is_a_strided_clip_with_random_scale_and_crop(grey_records) -> None:
-    ds = VideoClipDataset(grey_records, "train", num_frames=4, sampling_rate=3, **SMALL)
+    ds = VideoClipDataset(grey_records, "train", ClipSettings(num_frames=4, sampling_rate=3, **SMALL))
     torch.manual_seed(0)
     starts = set()
     for _ in range(12):
@@ -60,7 +61,7 @@ def test_train_clip_is_a_strided_clip_with_random_scale_and_crop(grey_records) -
 
 
 def test_val_is_the_centre_clip(grey_records) -> None:
-    ds = VideoClipDataset(grey_records, "val", num_frames=4, sampling_rate=3, **SMALL)
+    ds = VideoClipDataset(grey_records, "val", ClipSettings(num_frames=4, sampling_rate=3, **SMALL))
     sample = ds[0]
     assert sample["video"].shape == (1, 3, 4, 32, 32)
     assert frame_numbers(sample["video"][0]) == [15, 18, 21, 24]  # span 10, slack 30 -> start 15
@@ -71,7 +72,7 @@ def test_test_views_from_one_decode_equal_per_view_decoding(grey_records, tmp_pa
     calls = []
     original = datasets_module.decode_frames
     monkeypatch.setattr(datasets_module, "decode_frames", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
-    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "test", num_frames=4, sampling_rate=2, test_views=(3, 3), test_short_side=40, test_crop_size=36)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "test", ClipSettings(num_frames=4, sampling_rate=2, test_views=(3, 3), crop_size=36, test_short_side=40, test_crop_size=36, train_short_side=(40, 40)))
     video = ds[0]["video"]
     assert len(calls) == 1  # one decode for all 9 views
     assert video.shape == (9, 3, 4, 36, 36)
@@ -86,7 +87,7 @@ def test_repeated_augmentation_uses_one_decode(grey_records, monkeypatch) -> Non
     calls = []
     original = datasets_module.decode_frames
     monkeypatch.setattr(datasets_module, "decode_frames", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
-    ds = VideoClipDataset(grey_records, "train", num_frames=4, sampling_rate=2, clips_per_video=3, **SMALL)
+    ds = VideoClipDataset(grey_records, "train", ClipSettings(num_frames=4, sampling_rate=2, clips_per_video=3, **SMALL))
     torch.manual_seed(1)
     video = ds[2]["video"]
     assert video.shape == (3, 3, 4, 32, 32) and len(calls) == 1
@@ -95,14 +96,14 @@ def test_repeated_augmentation_uses_one_decode(grey_records, monkeypatch) -> Non
 
 def test_short_and_tiny_videos_are_clamped_and_upscaled(tmp_path: Path) -> None:
     path = grey_video(tmp_path / "tiny.mp4", num_frames=5, h=16, w=24)
-    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=2, test_short_side=32, crop_size=32)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", ClipSettings(num_frames=4, sampling_rate=2, **SMALL))
     video = ds[0]["video"]
     assert video.shape == (1, 3, 4, 32, 32)
     assert frame_numbers(video[0]) == [0, 2, 4, 4]  # span 7 > 5 frames: last frame repeated
 
 
 def test_slowfast_samples(grey_records) -> None:
-    ds = VideoClipDataset(grey_records, "test", num_frames=8, sampling_rate=2, test_views=(2, 1), slowfast_alpha=4, **SMALL)
+    ds = VideoClipDataset(grey_records, "test", ClipSettings(num_frames=8, sampling_rate=2, test_views=(2, 1), slowfast_alpha=4, **SMALL))
     slow, fast = ds[0]["video"]
     assert slow.shape == (2, 3, 2, 32, 32) and fast.shape == (2, 3, 8, 32, 32)
     assert frame_numbers(slow[0]) == [frame_numbers(fast[0])[i] for i in (0, 7)]
@@ -113,14 +114,14 @@ def test_bad_videos_train_replaces_eval_reports_warn_once(grey_records, tmp_path
     bad.write_bytes(b"not a video" * 100)
     records = [VideoRecord(str(bad), 1, 0)] + [VideoRecord(r.path, r.label, r.row + 1) for r in grey_records]
     datasets_module._WARNED.discard(str(bad))
-    train = VideoClipDataset(records, "train", num_frames=2, sampling_rate=2, **SMALL)
+    train = VideoClipDataset(records, "train", ClipSettings(num_frames=2, sampling_rate=2, **SMALL))
     with caplog.at_level(logging.DEBUG, logger="videoattn.data"):
         torch.manual_seed(0)
         sample = train[0]
         assert sample["video"] is not None and sample["path"] != str(bad)
         assert sample["skipped"][0]["path"] == str(bad) and sample["skipped"][0]["video_index"] == 0
         assert sample["skipped"][0]["reason"]
-        test = VideoClipDataset(records, "test", num_frames=2, sampling_rate=2, test_views=(2, 1), **SMALL)
+        test = VideoClipDataset(records, "test", ClipSettings(num_frames=2, sampling_rate=2, test_views=(2, 1), **SMALL))
         failed = test[0]
         assert failed["video"] is None and failed["video_index"] == 0 and failed["label"] == 1
         assert failed["skipped"] == [{"video_index": 0, "path": str(bad), "reason": failed["skipped"][0]["reason"]}]
@@ -130,7 +131,7 @@ def test_bad_videos_train_replaces_eval_reports_warn_once(grey_records, tmp_path
 def test_all_bad_training_data_raises_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_text("text")
-    ds = VideoClipDataset([VideoRecord(str(bad), 0, 0)], "train", max_retries=3, **SMALL)
+    ds = VideoClipDataset([VideoRecord(str(bad), 0, 0)], "train", ClipSettings(**SMALL), max_retries=3)
     with pytest.raises(RuntimeError, match="4 videos in a row failed.*check-data"):
         ds[0]
 
@@ -139,12 +140,12 @@ def test_invalid_options_are_named() -> None:
     recs = [VideoRecord("x.mp4", 0, 0)]
     with pytest.raises(ValueError, match="mode"):
         VideoClipDataset(recs, "training")
-    with pytest.raises(ValueError, match="crop_size 224 exceeds the smallest train_short_side 128"):
-        VideoClipDataset(recs, "train", train_short_side=(128, 160))
+    with pytest.raises(ValueError, match="crop_size 224 exceeds the smallest clip.train_short_side 128"):
+        VideoClipDataset(recs, "train", ClipSettings(train_short_side=(128, 160)))
     with pytest.raises(ValueError, match="test_views"):
-        VideoClipDataset(recs, "test", test_views=(10, 2))
+        VideoClipDataset(recs, "test", ClipSettings(test_views=(10, 2)))
     with pytest.raises(ValueError, match="slowfast_alpha"):
-        VideoClipDataset(recs, "train", num_frames=4, slowfast_alpha=8)
+        VideoClipDataset(recs, "train", ClipSettings(num_frames=4, slowfast_alpha=8))
 
 
 def test_target_fps_keeps_clip_duration(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_target_fps_keeps_clip_duration(tmp_path: Path) -> None:
     frames = (20 + 4 * np.arange(40)).astype(np.uint8)
     video = np.broadcast_to(frames[:, None, None, None], (40, 32, 48, 3)).copy()
     path = write_video(tmp_path / "slow.mp4", video, fps=15, gop=10, crf=0)
-    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=4, target_fps=30, **SMALL)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", ClipSettings(num_frames=4, sampling_rate=4, target_fps=30, **SMALL))
     assert frame_numbers(ds[0]["video"][0]) == [16, 18, 20, 22]  # stride 2, span 7, slack 33 -> start 16
-    native = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", num_frames=4, sampling_rate=4, **SMALL)
+    native = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", ClipSettings(num_frames=4, sampling_rate=4, **SMALL))
     assert np.diff(frame_numbers(native[0]["video"][0])).tolist() == [4, 4, 4]

@@ -1,6 +1,6 @@
 """DDP on the CPU (gloo) through the CLI, in subprocesses (strategy="ddp" re-launches the
-script): a 2-process fit, then multi-view tests with 1 and 2 processes on an odd number of
-videos must count every video once and give identical per-video predictions.
+script): a 2-process fit, then multi-view tests and feature extraction with 1 and 2 processes
+on an odd number of videos must count every video once and give identical per-video results.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from test_lightning_cli import make_dataset, write_config
 
@@ -54,3 +55,13 @@ def test_ddp_fit_then_test_counts_each_video_once_with_any_process_count(tmp_pat
         assert [a[f"class_{k}"] for k in (1, 2, 3)] == [b[f"class_{k}"] for k in (1, 2, 3)]
         for k in (1, 2, 3):
             assert abs(float(a[f"score_{k}"]) - float(b[f"score_{k}"])) < 1e-5
+
+    feats = {}
+    for n in (1, 2):
+        feats[n] = tmp_path / f"features{n}.npz"
+        args = ["extract", "--config", str(cfg), "--ckpt_path", str(ckpt), "--data.predict", "list.txt", "--out", str(feats[n])]
+        run_cli(*args, *(ddp if n == 2 else ["--trainer.enable_progress_bar", "false"]), cwd=tmp_path)
+    with np.load(feats[1]) as a, np.load(feats[2]) as b:
+        assert [Path(v).name for v in b["video"]] == [f"v{i}.mp4" for i in range(5)] and b["features"].shape[0] == 5
+        assert (a["video"] == b["video"]).all() and (a["label"] == b["label"]).all()
+        np.testing.assert_allclose(a["features"], b["features"], atol=1e-5)

@@ -42,9 +42,9 @@ def write_config(path: Path, data_root: Path, run_dir: Path, *, backbone: str = 
             "class_path": "videoattn.data.KineticsDataModule",
             "init_args": {
                 "root": str(data_root), "train": "list.txt", "val": "list.txt", "test": "list.txt",
-                "num_frames": 4, "sampling_rate": 2, "batch_size": 2, "num_workers": 0,
-                "train_short_side": [32, 40], "crop_size": 32, "test_short_side": 32, "test_crop_size": 32,
-                "test_views": [2, 3],
+                "batch_size": 2, "num_workers": 0,
+                "clip": {"num_frames": 4, "sampling_rate": 2, "train_short_side": [32, 40], "crop_size": 32,
+                         "test_short_side": 32, "test_crop_size": 32, "test_views": [2, 3]},
             },
         },
         "trainer": {
@@ -76,7 +76,7 @@ def test_fit_saves_best_and_last_checkpoints_logs_and_classes(trained: tuple[Pat
     assert any(k.startswith("backbone.") for k in ckpt["state_dict"])
     with open(run / "logs" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    lrs = [float(r["train/lr/decay"]) for r in rows if r.get("train/lr/decay")]  # LearningRateMonitor, per param group
     assert len(lrs) == 4 and lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warm-up then cosine
     assert any(r.get("val/top1") for r in rows) and any(r.get("train/top1") for r in rows) and any(r.get("train/skipped") for r in rows)
 
@@ -113,8 +113,8 @@ def test_unreadable_test_videos_are_reported_not_fatal(tmp_path: Path, capsys: p
     data = make_dataset(tmp_path / "data", num_videos=4, bad=(2,))
     cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run")
     cli = cli_main(["test", "--config", str(cfg), "--model.predictions_csv", str(tmp_path / "p.csv")])
-    assert [r["video_index"] for r in cli.model.last_results] == [0, 1, 3]
-    assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 3
+    assert [int(r["video_index"]) for r in csv.DictReader((tmp_path / "p.csv").open())] == [0, 1, 3]
+    assert cli.trainer.callback_metrics["test/videos"] == 3
     out = capsys.readouterr().out
     assert "3 videos evaluated, 1 skipped" in out and "v2.mp4" in out
 
@@ -126,7 +126,7 @@ def test_nonfinite_loss_exits_with_the_step(tmp_path: Path, capsys: pytest.Captu
         cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs", "3"])
     assert exc.value.code == 1
     err = capsys.readouterr().err
-    assert "training loss is" in err and "at global step" in err and ".mp4" in err
+    assert "training loss is NaN or infinite" in err and "at global step" in err and ".mp4" in err
 
 
 def test_finetune_from_a_checkpoint_to_another_class_count(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -212,3 +212,121 @@ def test_any_module_as_backbone_by_class_path(trained: tuple[Path, Path], tmp_pa
     cli = cli_main(["validate", "--config", str(cfg), "--model.backbone", backbone, "--trainer.default_root_dir", str(tmp_path)])
     assert isinstance(cli.model.backbone, PoolHead)
     assert cli.trainer.callback_metrics["val/top1"] >= 0
+
+
+def test_test_on_another_root_needs_only_the_test_list(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The checkpoint gives the classes: no train list, val list or class-list file under the new root."""
+    cfg, run = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(3):
+        write_video(other / f"w{i}.mp4", moving_square_frames(16, 32, 40, seed=10 + i))
+    (other / "mine.txt").write_text("w0.mp4 cooking\nw1.mp4 archery\nw2.mp4 cooking\n")
+    out = tmp_path / "p.csv"
+    cli_main(["test", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.root", str(other),
+              "--data.test", "mine.txt", "--data.train", "absent.txt", "--data.classes", "absent_classes.txt",
+              "--model.predictions_csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert [r["label"] for r in rows] == ["cooking", "archery", "cooking"]  # indices of the checkpoint's class order
+    assert "3 videos evaluated, 0 skipped" in capsys.readouterr().out
+
+
+def test_test_labels_not_in_the_checkpoint_are_named(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg, run = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    write_video(other / "w0.mp4", moving_square_frames(16, 32, 40))
+    (other / "mine.txt").write_text("w0.mp4 zumba\n")
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["test", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.root", str(other), "--data.test", "mine.txt"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "videoattn test: error:" in err and "'zumba' (1 videos)" in err and "archery" in err and "Traceback" not in err
+
+
+def test_predict_on_a_folder_and_one_file_with_the_checkpoints_classes(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg, run = trained
+    mine = tmp_path / "my videos" / "day 1"
+    mine.mkdir(parents=True)
+    for i in range(2):
+        write_video(mine / f"clip{i}.mp4", moving_square_frames(16, 32, 40, seed=20 + i))
+    (mine / "notes.txt").write_text("not a video")
+    (mine / "broken.mp4").write_bytes(b"\0" * 100)
+    for source, good, bad in ((tmp_path / "my videos", 2, 1), (mine / "clip1.mp4", 1, 0)):
+        out = tmp_path / "p.csv"
+        cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                  "--data.predict", str(source), "--model.predictions_csv", str(out)])
+        rows = list(csv.DictReader(out.open()))
+        assert len(rows) == good and all(r["pred"] in CLASSES and r["label"] == "" for r in rows)
+        printed = capsys.readouterr().out
+        assert f"predict: {good} videos evaluated, {bad} skipped" in printed
+        shown = [line for line in printed.splitlines() if "clip1.mp4: " in line]  # the top-3 of each video, printed
+        assert len(shown) == 1 and sum(c in shown[0] for c in CLASSES) == 3
+        assert ("skipped " + str(mine / "broken.mp4")) in printed if bad else "broken" not in printed
+
+
+def test_extract_writes_one_embedding_per_video(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """features = the classifier's input averaged over the views: the head applied to it gives the
+    mean of the views' logits, which is what `mean_logits` aggregation predicts."""
+    import numpy as np
+
+    from videoattn.cli import main
+
+    cfg, run = trained
+    out, csv_out = tmp_path / "f.npz", tmp_path / "p.csv"
+    main(["extract", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.predict", "list.txt",
+          "--out", str(out), "--model.test_aggregate", "mean_logits", "--model.predictions_csv", str(csv_out)])
+    with np.load(out) as f:
+        features, videos, labels = f["features"], f["video"], f["label"]
+    assert features.dtype == np.float32 and features.shape[0] == 5 and features.shape[1] > 8
+    assert [Path(v).name for v in videos] == [f"v{i}.mp4" for i in range(5)] and labels.tolist() == [0, 1, 2, 0, 1]
+    head = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    w, b = head["backbone.blocks.6.proj.weight"], head["backbone.blocks.6.proj.bias"]
+    probs = (torch.from_numpy(features) @ w.T + b).softmax(-1)
+    rows = list(csv.DictReader(csv_out.open()))
+    for p, r in zip(probs, rows):
+        assert CLASSES[int(p.argmax())] == r["class_1"] and float(p.max()) == pytest.approx(float(r["score_1"]), abs=1e-5)
+    assert not list(tmp_path.glob(".*parts"))  # the per-process files are gone
+
+
+def test_extract_needs_an_npz_out(capsys: pytest.CaptureFixture) -> None:
+    from videoattn.cli import main
+
+    for argv, message in ((["extract", "--config", "x.yaml"], "--out FEATURES.npz is required"), (["extract", "--out", "f.csv"], "must end in .npz")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg, _ = trained
+    marker, evil = tmp_path / "ran", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, evil)
+    for subcommand in ("test", "predict"):
+        with pytest.raises(SystemExit) as exc:
+            cli_main([subcommand, "--config", str(cfg), "--ckpt_path", str(evil), "--data.predict", "list.txt"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "refusing to load" in err[0] and "evil.ckpt" in err[0]
+    assert not marker.exists()
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this object would create the marker file
+        return (Path.touch, (self.marker,))
+
+
+def test_an_old_checkpoint_with_run_options_in_its_hyperparameters(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Checkpoints of the first version saved predictions_csv & co. as hyperparameters: this
+    run's options win over them, and the model still loads."""
+    cfg, run = trained
+    old = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    old["hyper_parameters"].update(predictions_csv=str(tmp_path / "stale.csv"), test_aggregate="max", precise_bn_batches=200)
+    torch.save(old, tmp_path / "old.ckpt")
+    out = tmp_path / "new.csv"
+    cli = cli_main(["test", "--config", str(cfg), "--ckpt_path", str(tmp_path / "old.ckpt"), "--model.predictions_csv", str(out)])
+    assert out.is_file() and not (tmp_path / "stale.csv").exists()
+    assert cli.model.hparams.test_aggregate == "mean"  # the config's, not the checkpoint's

@@ -98,7 +98,7 @@ def test_schedule_matches_pyslowfast_kinetics_recipe() -> None:
 
 
 def test_schedule_resumes_from_state_dict() -> None:
-    def make() -> tuple[torch.optim.Optimizer, WarmupCosineLR]:
+    def make() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
         return opt, WarmupCosineLR(opt, total_steps=20, warmup_steps=5, end_factor=0.01)
 

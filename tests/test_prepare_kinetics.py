@@ -66,6 +66,7 @@ def test_prepare_resizes_writes_annotations_and_records_failures(raw: Path, tmp_
     assert (dst / "train/ccc_000000_000010.mp4").read_bytes() == (raw / "train/air drumming/ccc_000000_000010.mp4").read_bytes()
 
     dm = KineticsDataModule(str(dst), train="train.csv", classes="classes.txt", num_workers=0)
+    dm.setup("fit")
     assert dm.num_classes == 2 and [r.label for r in dm.records["train"]] == [0, 1, 1]
 
 

@@ -3,6 +3,8 @@ generation is deterministic per seed and writes readable H.264 files and annotat
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import av
@@ -126,14 +128,17 @@ def test_synthetic_datamodule_keeps_left_and_right_apart(tmp_path: Path, monkeyp
     flips = []
     monkeypatch.setattr(datasets, "horizontal_flip", lambda x: flips.append(1) or x.flip(-1))
     generate_dataset(tmp_path, videos_per_class=1, split_fractions=(1.0, 0.0, 0.0), frames=(12, 12), workers=1, progress=False)
-    kwargs = dict(num_frames=4, sampling_rate=2, crop_size=32, train_short_side=(32, 32), num_workers=0)
-    dm = SyntheticDataModule(str(tmp_path), "train.csv", **kwargs)
+    clip = dict(num_frames=4, sampling_rate=2, crop_size=32, train_short_side=(32, 32))
+    dm = SyntheticDataModule(str(tmp_path), "train.csv", num_workers=0)
+    dm = SyntheticDataModule(str(tmp_path), "train.csv", clip=dataclasses.replace(dm.clip, **clip), num_workers=0)
+    dm.setup("fit")
     assert dm.classes == CLASSES and dm.num_classes == len(CLASSES)
     torch.manual_seed(0)
     for _ in range(20):
         dm.datasets["train"][0]
     assert flips == []
-    flipping = SyntheticDataModule(str(tmp_path), "train.csv", flip=True, **kwargs)
+    flipping = SyntheticDataModule(str(tmp_path), "train.csv", clip=dataclasses.replace(dm.clip, flip=True), num_workers=0)
+    flipping.setup("fit")
     for _ in range(20):
         flipping.datasets["train"][0]
     assert 0 < len(flips) < 20

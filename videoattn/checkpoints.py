@@ -63,5 +63,10 @@ def classifier_from_checkpoint(checkpoint: str | Path, model: str | None = None,
     num_classes = hp.get("num_classes") or (heads[-1].shape[0] if heads else 400)
     net = create_model(name, num_classes=num_classes, weights=str(checkpoint), **(hp.get("backbone_kwargs") or {}))
     info = dict(obj.get("datamodule_hyper_parameters", {}) or {})
+    clip = info.pop("clip", None)  # ClipSettings as saved by the data module (older checkpoints: flat keys)
+    if isinstance(clip, Mapping):
+        info.update(clip)
+    elif clip is not None and hasattr(clip, "__dataclass_fields__"):
+        info.update({k: getattr(clip, k) for k in clip.__dataclass_fields__})
     info["class_names"] = hp.get("class_names") or obj.get("classes")
     return net.eval(), info

@@ -23,10 +23,13 @@ TOOLS: dict[str, tuple[str, str]] = {
     "visualize": ("videoattn.tools.visualize", "render attention maps of a checkpoint"),
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
+EXTRACT_USAGE = "usage: videoattn extract --config CONFIG.yaml --ckpt_path CKPT --data.predict PATH --out FEATURES.npz [predict options]"
 
 
 def _usage() -> str:
-    lines = ["usage: videoattn {fit,validate,test,predict} --config CONFIG.yaml [...]", "       videoattn TOOL [...]", "", "Lightning subcommands: " + ", ".join(LIGHTNING), "tools:"]
+    lines = ["usage: videoattn {fit,validate,test,predict} --config CONFIG.yaml [...]", "       videoattn TOOL [...]", "",
+             "Lightning subcommands: " + ", ".join(LIGHTNING),
+             "  extract     per-video embeddings (the classifier's input, mean of the test views) to an .npz", "tools:"]
     lines += [f"  {name:<11} {doc}" for name, (_, doc) in TOOLS.items()]
     return "\n".join(lines)
 
@@ -43,12 +46,42 @@ def main(argv: list[str] | None = None) -> None:
         if not argv:
             raise SystemExit(2)
         return
+    if argv[0] == "extract":
+        _extract(argv[1:])
+        return
     if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
         print(f"videoattn: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
     from videoattn.lightning_cli import cli_main
 
     cli_main(argv)
+
+
+def _extract(argv: list[str]) -> None:
+    """``videoattn extract``: a ``predict`` run with a FeatureWriter writing ``--out``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(EXTRACT_USAGE + "\n\nEvery `videoattn predict` option applies (see `videoattn predict --help`).")
+        return
+    out, rest, i = None, [], 0
+    while i < len(argv):
+        if argv[i] == "--out" and i + 1 < len(argv):
+            out, i = argv[i + 1], i + 2
+        elif argv[i].startswith("--out="):
+            out, i = argv[i][len("--out="):], i + 1
+        else:
+            rest, i = rest + [argv[i]], i + 1
+    if not out:
+        print(f"videoattn extract: error: --out FEATURES.npz is required\n{EXTRACT_USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    from videoattn.callbacks import FeatureWriter
+    from videoattn.lightning_cli import cli_main
+
+    try:
+        writer = FeatureWriter(out)
+    except ValueError as err:
+        print(f"videoattn extract: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    cli_main(["predict", *rest], callbacks=[writer])
 
 
 if __name__ == "__main__":

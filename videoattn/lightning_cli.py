@@ -1,30 +1,36 @@
-"""`videoattn fit|validate|test|predict`: LightningCLI over VideoClassifier and any
-LightningDataModule given by class_path (the recipes use KineticsDataModule), with the
-project's defaults: the data module's classes linked to the model, best + last checkpoints
-in <root>/checkpoints (so `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if
-installed) logging, a rich progress bar, no Lightning DistributedSampler (the data module
-shards without padding), and short messages instead of tracebacks for bad config values.
+"""`videoattn fit|validate|test|predict` (and `extract`): LightningCLI over VideoClassifier and any
+LightningDataModule given by class_path (the recipes use KineticsDataModule), with the project's
+defaults: the data module's classes linked to the model, best + last checkpoints in
+<root>/checkpoints (so `--ckpt_path last` finds them across runs), CSV (+ TensorBoard if
+installed) logging with the learning rate (LearningRateMonitor), a rich progress bar, no
+Lightning DistributedSampler (the data module shards without padding), and one-line messages
+instead of tracebacks for bad config values and refused checkpoints.
+
+With a checkpoint file (`--ckpt_path`), the model's architecture and class names come from it:
+the data module is given the checkpoint's classes, so `test` and `predict` need only their own
+list (no train list, no class-list file), and a label outside them is an error naming it.
+Only LightningCLI's public hooks are overridden.
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from videoattn.module import NonFiniteLossError, VideoClassifier
+from videoattn.checkpoints import CheckpointError, load_checkpoint
+from videoattn.module import RUN_OPTIONS, NonFiniteLossError, VideoClassifier
 
 __all__ = ["VideoCLI", "cli_main"]
 
 # --ckpt_path values that the Trainer resolves itself (anything else must be a file or a URL)
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
-# model arguments that belong to a run, not to the trained model: never taken from --ckpt_path
-RUN_OPTIONS = ("predictions_csv", "test_aggregate", "precise_bn_batches", "freeze_backbone")
 
 
 def _checkpoint_dir(root: str | None) -> str:
@@ -43,6 +49,11 @@ def default_loggers(root: str | None) -> list[Logger]:
 
     loggers.append(TensorBoardLogger(root, name="tb"))
     return loggers
+
+
+def _fail(subcommand: str | None, message: str) -> None:
+    print(f"videoattn {subcommand or ''}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 class VideoCLI(LightningCLI):
@@ -75,48 +86,124 @@ class VideoCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning applies the checkpoint's hyperparameters over the whole model config. Keep
-        that for the architecture, but not for the options of this run (which would silently
-        drop ``--model.predictions_csv``) nor ``weights`` (the checkpoint holds the weights)."""
+    # ------------------------------------------------------------------ checkpoints
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check ``--ckpt_path`` before Lightning reads it: a missing file or one that
+        would run code when unpickled ends in one line naming the file. The run options given
+        here are kept, to be put back over what the checkpoint's hyperparameters say."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not os.path.isfile(ckpt_path):
-            if ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES and "://" not in ckpt_path:
-                print(f"videoattn {subcommand}: error: --ckpt_path {ckpt_path}: no such checkpoint file", file=sys.stderr)
-                raise SystemExit(2)
-            return  # nothing to read ("last"/"best" are resolved later by the Trainer)
-        given = self.config[subcommand].get("model")
-        keep = {k: given.get(k) for k in RUN_OPTIONS} if given is not None else {}
-        super()._parse_ckpt_path()
-        model = self.config[subcommand].get("model")
+        section = self.config.get(subcommand) if subcommand else None
+        self._ckpt_classes: list[str] | None = None
+        self._run_options: dict[str, Any] = {}
+        if section is None:
+            return
+        ckpt_path = section.get("ckpt_path")
+        model = section.get("model")
         if model is not None:
-            for key, value in keep.items():
-                model[key] = value
-            model["weights"] = None
+            self._run_options = {k: model.get(k) for k in RUN_OPTIONS if k in model}
+        path = self._checkpoint_file(ckpt_path, section)
+        if path is None:
+            return
+        try:
+            ckpt = load_checkpoint(path, what="--ckpt_path")
+        except CheckpointError as err:
+            _fail(subcommand, str(err))
+        hp = ckpt.get("hyper_parameters") or {}
+        names = hp.get("class_names") or ckpt.get("classes")
+        self._ckpt_classes = list(names) if names else None
 
+    def _checkpoint_file(self, ckpt_path: str | None, section: Any) -> str | None:
+        """The checkpoint file to read class names from: ``--ckpt_path`` itself, or for
+        "last"/"best" the run's last.ckpt (None: no file, or a URL)."""
+        if not ckpt_path:
+            return None
+        if ckpt_path in LIGHTNING_CKPT_NAMES:
+            root = (section.get("trainer") or {}).get("default_root_dir")
+            last = Path(_checkpoint_dir(root)) / "last.ckpt"
+            return str(last) if last.is_file() else None
+        if "://" in ckpt_path:
+            return None
+        if not os.path.isfile(ckpt_path):
+            _fail(self.config.get("subcommand"), f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        return ckpt_path
+
+    def before_instantiate_classes(self) -> None:
+        """After Lightning applied the checkpoint's hyperparameters to the model config: put back
+        this run's options, drop ``weights`` (the checkpoint holds the weights), and give the
+        data module the checkpoint's class names."""
+        subcommand = self.config.get("subcommand")
+        section = self.config.get(subcommand) if subcommand else self.config
+        if section is None or not section.get("ckpt_path"):
+            return
+        model = section.get("model")
+        if model is not None:
+            for key, value in self._run_options.items():
+                model[key] = value
+            if "weights" in model:
+                model["weights"] = None
+        data = section.get("data")
+        if self._ckpt_classes and data is not None:
+            init_args = data.get("init_args") if "init_args" in data else data
+            if init_args is not None:
+                init_args["classes"] = self._ckpt_classes
+
+    # ------------------------------------------------------------------ instantiation
     def instantiate_classes(self) -> None:
         """A bad value in a config (unknown model, missing file...) ends with its message, not a
         traceback through LightningCLI."""
         try:
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as err:
-            print(f"videoattn {self.subcommand or ''}: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            _fail(self.subcommand, str(err))
+
+    def _section(self, key: str) -> Any:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        return config.get(key)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        config = self._get(self.config_init, "trainer", default={})
+        config = self._section("trainer") or {}
+        callbacks = config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
         if config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(config.get("default_root_dir"))
-        callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("logger") is not False and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
         if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, RichProgressBar()]
+            callbacks.append(RichProgressBar())
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
+    # ------------------------------------------------------------------ stages
+    def _setup_data(self, stage: str) -> None:
+        """Read the stage's annotations now: a missing or bad list ends in one line."""
+        datamodule = self.datamodule
+        if datamodule is None or not hasattr(datamodule, "setup"):
+            return
+        try:
+            datamodule.setup(stage)
+        except (ValueError, FileNotFoundError) as err:
+            _fail(self.subcommand, str(err))
 
-def cli_main(argv: list[str] | None = None) -> VideoCLI:
-    """Run ``fit``, ``validate``, ``test`` or ``predict`` with ``argv`` (default: sys.argv)."""
+    def before_fit(self) -> None:
+        self._setup_data("fit")
+
+    def before_validate(self) -> None:
+        self._setup_data("validate")
+
+    def before_test(self) -> None:
+        self._setup_data("test")
+
+    def before_predict(self) -> None:
+        self._setup_data("predict")
+        # the callbacks stream the results to disk; Lightning would also keep every output in memory
+        if self.config_init[self.subcommand].get("return_predictions") is None:
+            self.config_init[self.subcommand]["return_predictions"] = False
+
+
+def cli_main(argv: list[str] | None = None, *, callbacks: list[Callback] | None = None) -> VideoCLI:
+    """Run ``fit``, ``validate``, ``test`` or ``predict`` with ``argv`` (default: sys.argv);
+    ``callbacks`` are added to the Trainer's (``videoattn extract`` adds its FeatureWriter)."""
     if argv is not None and list(argv) == sys.argv[1:]:
         argv = None  # called by the console script: let LightningCLI read sys.argv itself
     try:
@@ -125,7 +212,7 @@ def cli_main(argv: list[str] | None = None) -> VideoCLI:
             LightningDataModule,
             subclass_mode_data=True,
             args=argv,
-            trainer_defaults={"use_distributed_sampler": False},
+            trainer_defaults={"use_distributed_sampler": False, **({"callbacks": callbacks} if callbacks else {})},
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
         )

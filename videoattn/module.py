@@ -1,38 +1,39 @@
-"""The LightningModule: training logic only around an injected backbone. Loss with label
-smoothing, SGD/AdamW without weight decay on norm and bias, per-step warm-up + cosine LR,
-clip top-1/top-5 (torchmetrics), multi-view per-video test accuracy gathered over DDP
-processes (every video counted once), predictions CSV, precise BN, backbone freezing, and
-a hard stop on a non-finite loss. Devices and precision belong to the Trainer.
+"""The LightningModule: a backbone, the loss, the steps, the metrics and the optimizer.
+
+Cross-entropy with label smoothing; SGD or AdamW without weight decay on norm and bias and a
+per-step warm-up + cosine LR (torch's LambdaLR); clip top-1/top-5 (torchmetrics) in training
+and validation; in test, clip top-1 and per-video top-1/top-5 after aggregating the multi-view
+scores (torchmetrics sums the counts over DDP processes, and the data module gives every video
+to exactly one process). Run behaviour lives in callbacks (videoattn.callbacks): the options
+``freeze_backbone``, ``precise_bn_batches`` and ``predictions_csv`` switch theirs on, and the
+non-finite-loss stop and the unreadable-video report are always on. Devices and precision
+belong to the Trainer.
 """
 from __future__ import annotations
 
 import math
-
-import csv
-import warnings
-from collections.abc import Sequence
-from pathlib import Path
+import pickle
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import move_data_to_device, rank_zero_info
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from videoattn.aggregate import aggregate_views
+from videoattn.checkpoints import CheckpointError
+from videoattn.callbacks import FreezeBackbone, NonFiniteLossError, PreciseBN, PredictionsCSV, StopOnNonFiniteLoss, VideoReport
+from videoattn.models.classifier import find_classifier
 from videoattn.optim import WarmupCosineLR, build_optimizer
-from videoattn.precise_bn import update_precise_bn
 
-__all__ = ["NonFiniteLossError", "Video", "VideoClassifier"]
+__all__ = ["NonFiniteLossError", "RUN_OPTIONS", "Video", "VideoClassifier"]
 
 Video = torch.Tensor | list[torch.Tensor]  # [B, C, T, H, W], or [slow, fast] for SlowFast
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the run stops instead of training on it."""
+# options of a run, not of the trained model: a checkpoint never overrides what a run asks for
+RUN_OPTIONS = ("predictions_csv", "test_aggregate", "precise_bn_batches", "freeze_backbone")
 
 
 class VideoClassifier(LightningModule):
@@ -58,14 +59,13 @@ class VideoClassifier(LightningModule):
             ``warmup_start_factor * lr``; then half-cosine to ``end_lr_factor * lr`` at the
             last step (PySlowFast ``LR_POLICY: cosine``).
         label_smoothing: of the cross-entropy.
-        freeze_backbone: train only the classification head (the backbone's last
-            ``nn.Linear``), with the frozen BatchNorms kept in eval mode.
-        precise_bn_batches: if > 0, recompute BatchNorm statistics on that many training
-            batches before each validation during fit (PySlowFast ``BN.USE_PRECISE_STATS``).
         test_aggregate: how the views of a test video are combined (see
             :func:`videoattn.aggregate.aggregate_views`).
-        predictions_csv: write one row per test/predict video: ``video_index, video, label,
-            pred`` and the top-5 classes with their scores.
+        freeze_backbone: train only the classifier (:class:`~videoattn.callbacks.FreezeBackbone`).
+        precise_bn_batches: if > 0, recompute BatchNorm statistics on that many training
+            batches before each validation during fit (:class:`~videoattn.callbacks.PreciseBN`).
+        predictions_csv: write one row per test/predict video
+            (:class:`~videoattn.callbacks.PredictionsCSV`).
     """
 
     def __init__(
@@ -86,9 +86,9 @@ class VideoClassifier(LightningModule):
         warmup_start_factor: float = 0.1,
         end_lr_factor: float = 0.0,
         label_smoothing: float = 0.0,
+        test_aggregate: Literal["mean", "max", "mean_logits"] = "mean",
         freeze_backbone: bool = False,
         precise_bn_batches: int = 0,
-        test_aggregate: Literal["mean", "max", "mean_logits"] = "mean",
         predictions_csv: str | None = None,
     ) -> None:
         super().__init__()
@@ -100,7 +100,11 @@ class VideoClassifier(LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"unknown optimizer {optimizer!r}; valid: sgd, adamw")
-        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
+        if precise_bn_batches < 0:
+            raise ValueError(f"precise_bn_batches must be >= 0, got {precise_bn_batches}")
+        # the output file of one run is not a property of the model: not saved with it
+        self.save_hyperparameters(ignore=["predictions_csv", "backbone"] if isinstance(backbone, nn.Module) else ["predictions_csv"])
+        self.predictions_csv = predictions_csv
         if isinstance(backbone, str):
             from videoattn.models import create_model
 
@@ -110,42 +114,36 @@ class VideoClassifier(LightningModule):
         self.backbone = backbone
         self.classes = list(class_names) if class_names is not None else None
         if freeze_backbone:
-            self._freeze_all_but_head()
+            find_classifier(backbone)  # a model without a classifier to keep trainable fails here, not mid-run
 
         k = min(5, num_classes)
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.train_top5 = MulticlassAccuracy(num_classes, top_k=k, average="micro")
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=k, average="micro")
-        self.test_clip_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self._records: list[dict[str, Any]] = []  # per-video results of test/predict on this process
-        self._skipped: list[dict[str, Any]] = []
-        self._warned_paths: set[str] = set()
-        self._train_skipped = 0  # replaced (unreadable) training videos in this epoch
+        # test lists may hold unlabelled rows (label -1): not counted in the accuracies
+        self.test_clip_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro", ignore_index=-1)
+        self.test_video_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro", ignore_index=-1)
+        self.test_video_top5 = MulticlassAccuracy(num_classes, top_k=k, average="micro", ignore_index=-1)
+        self.test_videos = SumMetric()
 
     # ----------------------------------------------------------------- model
     def forward(self, video: Video) -> torch.Tensor:
         return self.backbone(video)
 
-    def _freeze_all_but_head(self) -> None:
-        linears = [(name, m) for name, m in self.backbone.named_modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise ValueError("freeze_backbone: the backbone has no nn.Linear head to keep trainable")
-        head_name, head = linears[-1]
-        self.backbone.requires_grad_(False)
-        head.requires_grad_(True)
-        rank_zero_info(f"freeze_backbone: training only the head {head_name!r}")
-
-    def train(self, mode: bool = True) -> VideoClassifier:
-        super().train(mode)
-        if mode and self.hparams.freeze_backbone:  # frozen BatchNorms keep their statistics and eval mode
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def on_train_epoch_start(self) -> None:
-        self.train()  # Lightning does not call train() itself; this applies the frozen-BN rule
+    def configure_callbacks(self) -> list[Callback]:
+        """The run behaviour this module's options ask for, plus the non-finite-loss stop and the
+        video report; a callback of the same type already in ``trainer.callbacks`` (configured by
+        the user) is kept instead."""
+        callbacks: list[Callback] = [StopOnNonFiniteLoss(), VideoReport()]
+        if self.hparams.freeze_backbone:
+            callbacks.append(FreezeBackbone())
+        if self.hparams.precise_bn_batches:
+            callbacks.append(PreciseBN(self.hparams.precise_bn_batches))
+        if self.predictions_csv:
+            callbacks.append(PredictionsCSV(self.predictions_csv))
+        present = {type(c) for c in self.trainer.callbacks}
+        return [c for c in callbacks if type(c) not in present]
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
@@ -160,16 +158,14 @@ class VideoClassifier(LightningModule):
             nesterov=hp.nesterov,
             decay_norm_and_bias=hp.decay_norm_and_bias,
         )
-        total = int(self.trainer.estimated_stepping_batches)  # also loads the train dataloader
-        epochs = self.trainer.max_epochs
-        if epochs and epochs > 0:
-            steps_per_epoch = total / epochs
-        else:  # max_steps without max_epochs: the epoch length comes from the train dataloader
-            self.trainer.fit_loop.setup_data()  # what estimated_stepping_batches does with max_epochs
-            steps_per_epoch = self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
-        if hp.warmup_epochs and not math.isfinite(steps_per_epoch):
-            raise ValueError("model.warmup_epochs needs a train dataloader with a length; set warmup_epochs 0")
-        warmup = min(total, round(hp.warmup_epochs * steps_per_epoch)) if hp.warmup_epochs else 0
+        total = self.trainer.estimated_stepping_batches  # loads the train dataloader when max_epochs is set
+        warmup = 0
+        if hp.warmup_epochs:
+            steps_per_epoch = self._steps_per_epoch()
+            warmup = min(int(total), round(hp.warmup_epochs * steps_per_epoch))
+        if not math.isfinite(total):
+            raise ValueError("the schedule needs a finite run: set trainer.max_epochs or trainer.max_steps")
+        total = int(total)
         scheduler = WarmupCosineLR(
             optimizer,
             total_steps=max(1, total),
@@ -178,16 +174,26 @@ class VideoClassifier(LightningModule):
             end_factor=hp.end_lr_factor,
         )
         rank_zero_info(f"optimizer {hp.optimizer}: lr {lr:g}, {total} steps, {warmup} warm-up steps")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"}}
+
+    def _steps_per_epoch(self) -> float:
+        """Optimizer steps per epoch, for warm-up given in epochs."""
+        trainer = self.trainer
+        if trainer.train_dataloader is not None:
+            batches = trainer.num_training_batches
+        elif trainer.datamodule is not None:  # max_steps without max_epochs: Lightning has not loaded it yet
+            batches = len(trainer.datamodule.train_dataloader())
+        else:
+            batches = float("inf")
+        if not math.isfinite(batches):
+            raise ValueError("model.warmup_epochs needs a train dataloader with a length; set warmup_epochs 0")
+        return math.ceil(batches / trainer.accumulate_grad_batches)
 
     def _batch_scale(self) -> float:
         base = self.hparams.base_batch_size
         if base is None:
             return 1.0
-        dm = self.trainer.datamodule
-        per_device = getattr(dm, "batch_size", None)
-        if per_device is None and dm is not None:
-            per_device = dm.hparams.get("batch_size")
+        per_device = getattr(self.trainer.datamodule, "batch_size", None)
         if per_device is None:
             raise ValueError("base_batch_size is set but the data module has no batch_size to scale the lr with")
         global_batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
@@ -195,25 +201,11 @@ class VideoClassifier(LightningModule):
 
     # -------------------------------------------------------------- training
     # Each self.log() call costs Lightning ~1-3 ms of Python on a CPU, so a step logs only its
-    # loss (and the lr when the logger will write it); accuracies and skip counts are logged
-    # once per epoch.
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
-
+    # loss; accuracies are logged once per epoch.
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         video, labels = _unpack(batch)
-        self._note_skipped(batch, "train")
         logits = self._logits(video)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        if not _finite_everywhere(loss):  # all processes stop together under DDP, none hangs
-            paths = list(batch.get("path", []))[:8]
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} (on this process or another) at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); videos in the batch: {paths}. "
-                "Stopping instead of training on it: lower the learning rate, lengthen the warm-up, "
-                "or check these videos."
-            )
         self.train_top1.update(logits.detach(), labels)
         self.train_top5.update(logits.detach(), labels)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
@@ -225,22 +217,10 @@ class VideoClassifier(LightningModule):
         self.log("train/top5", self.train_top5.compute())
         self.train_top1.reset()
         self.train_top5.reset()
-        self.log("train/skipped", float(self._train_skipped), reduce_fx="sum", sync_dist=True)
-        self._train_skipped = 0
 
     # ------------------------------------------------------------ validation
-    def on_validation_epoch_start(self) -> None:
-        n = self.hparams.precise_bn_batches
-        if n > 0 and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            dm = self.trainer.datamodule
-            loader = dm.train_dataloader() if dm is not None else self.trainer.train_dataloader
-            with torch.inference_mode(False), torch.no_grad(), self.trainer.precision_plugin.train_step_context():
-                used = update_precise_bn(self, loader, n, to_input=lambda b: move_data_to_device(b["video"], self.device))
-            rank_zero_info(f"precise BN: statistics recomputed on {used} training batches")
-
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._note_skipped(batch, "val")
-        if batch.get("video") is None:
+        if batch.get("video") is None:  # every video of the batch was unreadable (VideoReport counts them)
             return
         video, labels = _unpack(batch)
         logits = self._logits(video)
@@ -252,46 +232,34 @@ class VideoClassifier(LightningModule):
         self.log("val/top5", self.val_top5, batch_size=n)
 
     # ------------------------------------------------------ test and predict
-    def on_test_epoch_start(self) -> None:
-        self._records, self._skipped = [], []
-
-    on_predict_epoch_start = on_test_epoch_start
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._note_skipped(batch, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        """Per-video outputs ``scores`` [B, K] (the views aggregated), ``label``, ``video_index``,
+        ``path``, for the callbacks (predictions CSV, report); None if the whole batch failed."""
         if batch.get("video") is None:
-            return
+            return None
         video, labels = _unpack(batch)
-        logits = self._multiview_logits(video)  # [B, V, K]
-        views = logits.shape[1]
+        logits = self.multiview_logits(video)  # [B, V, K]
+        scores = aggregate_views(logits, self.hparams.test_aggregate)  # [B, K]
+        b, views = logits.shape[:2]
         self.test_clip_top1.update(logits.flatten(0, 1), labels.repeat_interleave(views))
-        self.log("test/clip_top1", self.test_clip_top1, batch_size=len(labels))
-        self._records += self._video_records(batch, logits)
+        self.test_video_top1.update(scores, labels)
+        self.test_video_top5.update(scores, labels)
+        self.test_videos.update(torch.tensor(float(b), device=scores.device))
+        self.log("test/clip_top1", self.test_clip_top1, batch_size=b)
+        self.log("test/video_top1", self.test_video_top1, batch_size=b)
+        self.log("test/video_top5", self.test_video_top5, batch_size=b)
+        self.log("test/videos", self.test_videos, batch_size=b)
+        return _video_outputs(batch, scores)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        self._note_skipped(batch, "predict")
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        """Per-video outputs as :meth:`test_step`; labels are -1 where unknown."""
         if batch.get("video") is None:
-            return []
-        records = self._video_records(batch, self._multiview_logits(batch["video"]))
-        self._records += records
-        return records
+            return None
+        scores = aggregate_views(self.multiview_logits(batch["video"]), self.hparams.test_aggregate)
+        return _video_outputs(batch, scores)
 
-    def on_test_epoch_end(self) -> None:
-        records, skipped = self._gather()
-        if records:
-            top1 = sum(r["correct1"] for r in records) / len(records)
-            top5 = sum(r["correct5"] for r in records) / len(records)
-            self.log("test/video_top1", top1)
-            self.log("test/video_top5", top5)
-            self.log("test/videos", float(len(records)))
-        self._finish(records, skipped, "test")
-
-    def on_predict_epoch_end(self) -> None:
-        records, skipped = self._gather()
-        self._finish(records, skipped, "predict")
-
-    def _multiview_logits(self, video: Video) -> torch.Tensor:
-        """Logits ``[B, V, K]`` of the V views of each video of a test batch."""
+    def multiview_logits(self, video: Video) -> torch.Tensor:
+        """Logits ``[B, V, K]`` of the V views of each video of a test batch (one forward pass)."""
         pathways = list(video) if isinstance(video, (list, tuple)) else [video]
         if pathways[0].ndim == 5:  # one view per video: [B, C, T, H, W]
             pathways = [p.unsqueeze(1) for p in pathways]
@@ -299,79 +267,8 @@ class VideoClassifier(LightningModule):
             raise ValueError(f"test video must be [B, V, C, T, H, W] (or [B, C, T, H, W]), got {tuple(pathways[0].shape)}")
         b, v = pathways[0].shape[:2]
         flat = [p.flatten(0, 1) for p in pathways]  # [B, V, C, T, H, W] -> [B*V, C, T, H, W]
-        logits = self._logits(flat if len(flat) > 1 or isinstance(video, (list, tuple)) else flat[0])
+        logits = self._logits(flat if isinstance(video, (list, tuple)) else flat[0])
         return logits.reshape(b, v, -1)  # [B*V, K] -> [B, V, K]
-
-    def _video_records(self, batch: dict[str, Any], logits: torch.Tensor) -> list[dict[str, Any]]:
-        scores = aggregate_views(logits, self.hparams.test_aggregate)  # [B, K]
-        top_scores, top_classes = scores.topk(min(5, scores.shape[-1]), dim=-1)
-        labels = batch.get("label")
-        indices = batch.get("video_index")
-        paths = batch.get("path") or [""] * len(scores)
-        records = []
-        for i in range(len(scores)):
-            label = int(labels[i]) if labels is not None and len(labels) else -1
-            classes = top_classes[i].tolist()
-            records.append(
-                {
-                    "video_index": int(indices[i]) if indices is not None else i,
-                    "video": str(paths[i]),
-                    "label": label,
-                    "top_classes": classes,
-                    "top_scores": [round(float(s), 6) for s in top_scores[i]],
-                    "correct1": classes[0] == label,
-                    "correct5": label in classes,
-                }
-            )
-        return records
-
-    def _gather(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Per-video records and skipped videos of all processes, each video once, by index."""
-        mine = (self._records, self._skipped)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            everyone: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(everyone, mine)
-        else:
-            everyone = [mine]
-        records = {r["video_index"]: r for recs, _ in everyone for r in recs}
-        skipped = {s.get("video_index", s.get("path")): s for _, skips in everyone for s in skips}
-        return [records[k] for k in sorted(records)], [skipped[k] for k in sorted(skipped, key=str)]
-
-    def _finish(self, records: list[dict[str, Any]], skipped: list[dict[str, Any]], stage: str) -> None:
-        if self.trainer.is_global_zero:
-            if self.hparams.predictions_csv:
-                self.write_predictions(records, self.hparams.predictions_csv)
-            lines = [f"{stage}: {len(records)} videos evaluated, {len(skipped)} skipped as unreadable"]
-            lines += [f"  skipped {s.get('path')}: {s.get('reason', '')}" for s in skipped]
-            if stage == "test" and records:
-                top1 = 100 * sum(r["correct1"] for r in records) / len(records)
-                top5 = 100 * sum(r["correct5"] for r in records) / len(records)
-                lines.insert(1, f"  per-video top-1 {top1:.2f}%  top-5 {top5:.2f}%  ({self.hparams.test_aggregate} of the views)")
-            print("\n".join(lines), flush=True)
-        self._records, self._skipped = [], []
-        self.last_results = records  # kept for programmatic use (and the tests)
-        self.last_skipped = skipped
-
-    def write_predictions(self, records: Sequence[dict[str, Any]], path: str | Path) -> Path:
-        """One CSV row per video: ``video_index, video, label, pred, class_1, score_1, ...``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        k = max((len(r["top_classes"]) for r in records), default=0)
-        header = ["video_index", "video", "label", "pred"] + [f"{c}_{i + 1}" for i in range(k) for c in ("class", "score")]
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            for r in records:
-                row = [r["video_index"], r["video"], self._name(r["label"]), self._name(r["top_classes"][0])]
-                for c, s in zip(r["top_classes"], r["top_scores"]):
-                    row += [self._name(c), f"{s:.6f}"]
-                writer.writerow(row)
-        return path
-
-    def _name(self, index: int) -> str:
-        if index < 0:
-            return ""
-        return self.classes[index] if self.classes is not None else str(index)
 
     # --------------------------------------------------------------- helpers
     def _logits(self, video: Video) -> torch.Tensor:
@@ -382,29 +279,28 @@ class VideoClassifier(LightningModule):
             )
         return logits
 
-    def _note_skipped(self, batch: dict[str, Any], stage: str) -> None:
-        skipped = batch.get("skipped") or []
-        if stage == "train":
-            self._train_skipped += len(skipped)
-            for s in skipped:
-                path = str(s.get("path"))
-                if path not in self._warned_paths:
-                    self._warned_paths.add(path)
-                    warnings.warn(f"unreadable training video replaced by another: {path} ({s.get('reason', '')})", stacklevel=2)
-        elif stage in ("test", "predict"):
-            self._skipped += list(skipped)
-        elif skipped:
-            self.log(f"{stage}/skipped", float(len(skipped)), on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True, batch_size=1)
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> VideoClassifier:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``; a file that would run code when unpickled is refused
+        with one :class:`~videoattn.checkpoints.CheckpointError` line naming it."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except pickle.UnpicklingError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"load_from_checkpoint: refusing to load {str(checkpoint_path)!r}: it holds Python objects that would run "
+                f"code when unpickled (torch.load weights_only=True rejected it: {first})"
+            ) from None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["classes"] = self.classes  # also in hyper_parameters; kept at the top for tools
 
 
-def _finite_everywhere(loss: torch.Tensor) -> bool:
-    finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return bool(finite.item())
+def _video_outputs(batch: dict[str, Any], scores: torch.Tensor) -> dict[str, Any]:
+    labels = batch.get("label")
+    if labels is None or len(labels) != len(scores):
+        labels = torch.full((len(scores),), -1, dtype=torch.long)
+    return {"scores": scores.detach(), "label": labels, "video_index": batch["video_index"], "path": list(batch.get("path") or [])}
 
 
 def _unpack(batch: Any) -> tuple[Video, torch.Tensor]:

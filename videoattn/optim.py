@@ -6,13 +6,14 @@ computed per optimizer step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["NORM_LAYERS", "WarmupCosineLR", "build_optimizer", "param_groups", "warmup_cosine_factor"]
+__all__ = ["NORM_LAYERS", "WarmupCosine", "WarmupCosineLR", "build_optimizer", "param_groups", "warmup_cosine_factor"]
 
 NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
@@ -40,7 +41,8 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_norm_and_bias: 
                 no_decay.append(param)
             else:
                 decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
     return [g for g in groups if g["params"]]
 
 
@@ -87,34 +89,31 @@ def warmup_cosine_factor(
     return cosine(step)
 
 
-class WarmupCosineLR(LRScheduler):
-    """:func:`warmup_cosine_factor` applied to each group's initial lr, stepped once per
-    optimizer step. Its state (the step count) is saved in checkpoints, so a resumed run
-    continues the same curve."""
+@dataclass(frozen=True)
+class WarmupCosine:
+    """:func:`warmup_cosine_factor` as a picklable ``lr_lambda`` for ``torch.optim.lr_scheduler.LambdaLR``
+    (its fields are saved in the scheduler's state, so a resumed run continues the same curve)."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        warmup_start_factor: float = 0.1,
-        end_factor: float = 0.0,
-        last_epoch: int = -1,
-    ) -> None:
-        warmup_cosine_factor(0, total_steps, warmup_steps=warmup_steps)  # validates the lengths
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-        self.warmup_start_factor = warmup_start_factor
-        self.end_factor = end_factor
-        super().__init__(optimizer, last_epoch)
+    total_steps: int
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.1
+    end_factor: float = 0.0
 
-    def get_lr(self) -> list[float]:
-        factor = warmup_cosine_factor(
-            self.last_epoch,
-            self.total_steps,
-            warmup_steps=self.warmup_steps,
-            warmup_start_factor=self.warmup_start_factor,
-            end_factor=self.end_factor,
-        )
-        return [base_lr * factor for base_lr in self.base_lrs]
+    def __post_init__(self) -> None:
+        warmup_cosine_factor(0, self.total_steps, warmup_steps=self.warmup_steps)  # validates the lengths
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine_factor(step, self.total_steps, warmup_steps=self.warmup_steps,
+                                    warmup_start_factor=self.warmup_start_factor, end_factor=self.end_factor)
+
+
+def WarmupCosineLR(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_start_factor: float = 0.1,
+    end_factor: float = 0.0,
+) -> LambdaLR:
+    """torch's ``LambdaLR`` with :class:`WarmupCosine`, stepped once per optimizer step."""
+    return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, warmup_start_factor, end_factor))

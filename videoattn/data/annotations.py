@@ -6,6 +6,7 @@ opening any video. Class order is stable: a given list, else the sorted names fo
 from __future__ import annotations
 
 import csv
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "kinetics_filename",
     "load_annotations",
     "read_class_list",
+    "read_predict_source",
     "resolve_classes",
     "write_class_list",
 ]
@@ -123,22 +125,57 @@ def infer_classes(raws: Iterable[list[_RawRecord]]) -> list[str]:
     return sorted(names) if names else [str(i) for i in range(max_index + 1)]
 
 
-def to_records(raw: list[_RawRecord], classes: Sequence[str], source: str | os.PathLike = "") -> list[VideoRecord]:
+def to_records(raw: list[_RawRecord], classes: Sequence[str], source: str | os.PathLike = "", *, unknown: str = "raise") -> list[VideoRecord]:
+    """Map raw labels to indices of ``classes``. A label outside them raises a ValueError naming
+    every such label (``unknown="raise"``), or becomes -1 (``unknown="unlabelled"``)."""
     index = {name: i for i, name in enumerate(classes)}
-    out = []
+    out, bad = [], {}
     for r in raw:
         if r.label is None:
             label = -1
         elif isinstance(r.label, int):
-            if not 0 <= r.label < len(classes):
-                raise ValueError(f"{source}: row {r.row} has label {r.label}, outside [0, {len(classes)}) classes")
-            label = r.label
+            label = r.label if 0 <= r.label < len(classes) else -1
         else:
-            if r.label not in index:
-                raise ValueError(f"{source}: row {r.row} has class {r.label!r}, which is not in the class list ({len(classes)} classes)")
-            label = index[r.label]
+            label = index.get(r.label, -1)
+        if label < 0 and r.label is not None:
+            bad[r.label] = bad.get(r.label, 0) + 1
         out.append(VideoRecord(r.path, label, r.row))
+    if bad and unknown == "raise":
+        shown = ", ".join(f"{k!r} ({n} videos)" for k, n in sorted(bad.items(), key=lambda kv: str(kv[0]))[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ValueError(
+            f"{source}: {len(bad)} labels are not among the {len(classes)} classes of the model/class list: {shown}{more}; "
+            f"the classes are {_some(list(classes))}"
+        )
     return out
+
+
+def read_predict_source(source: str | os.PathLike, root: str | os.PathLike = ".") -> list[_RawRecord]:
+    """The videos to predict on: a video file, a folder (searched recursively for video files,
+    unlabelled), a glob pattern (``**`` recursive), or an annotation list / Kinetics CSV /
+    folder-per-class tree (labels kept where given). Rows follow the sorted paths."""
+    text = os.path.expanduser(str(source))
+    if any(ch in text for ch in "*?["):
+        pattern = text if os.path.isabs(text) else os.path.join(str(root), text)
+        found = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).suffix.lower() in VIDEO_EXTENSIONS and os.path.isfile(p))
+        if not found:
+            raise ValueError(f"predict: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) match {pattern!r}")
+        return [_RawRecord(p, None, i) for i, p in enumerate(found)]
+    path = _under(root, text)
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+        return [_RawRecord(str(path), None, 0)]
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        if not found:
+            raise ValueError(f"predict: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) under {path}")
+        return [_RawRecord(str(p), None, i) for i, p in enumerate(found)]
+    if not path.exists():
+        raise ValueError(f"predict: {path} is neither a video file, a folder, a glob pattern nor an annotation list (looked relative to root={root})")
+    return read_raw_annotations(path, root)
+
+
+def _some(items: list[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 # ------------------------------------------------------------------------------ formats

@@ -1,9 +1,16 @@
-"""KineticsDataModule: Kinetics-style video classification data for Lightning. Reads the"""
-# annotation files (no decoding) in __init__ so `classes` / `num_classes` are known at once
-# (the CLI links data.num_classes -> model.num_classes); builds its own samplers (the CLI
-# sets use_distributed_sampler=False): shuffled per-epoch train shares, unpadded eval shares.
+"""KineticsDataModule: Kinetics-style video classification data for Lightning.
+
+A stage reads only its own data: ``fit`` the train list (and val if given), ``validate`` val,
+``test`` the test list, ``predict`` its input (a video file, a folder, a glob or a list; no
+labels needed). Class names come from ``classes`` (a list or a class-list file; the CLI passes
+a checkpoint's names here) or, when not given, from the train annotations (else the first
+annotation source given), read on first use so that ``num_classes`` can be linked to the model.
+The data module builds its own samplers (the CLI sets ``use_distributed_sampler=False``):
+shuffled per-epoch train shares, unpadded eval shares (every video exactly once under DDP).
+"""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,51 +18,51 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from videoattn.data.annotations import VideoRecord, infer_classes, read_raw_annotations, resolve_classes, to_records
+from videoattn.data.annotations import VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
+from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import VideoClipDataset
 from videoattn.data.decode import BACKENDS
 from videoattn.data.samplers import ShardedEvalSampler, dist_rank_and_world, train_sampler
-from videoattn.data.transforms import KINETICS_MEAN, KINETICS_STD
 
-__all__ = ["KineticsDataModule"]
+__all__ = ["KineticsDataModule", "STAGE_SPLITS"]
 
+log = logging.getLogger("videoattn.data")
 SPLITS = ("train", "val", "test", "predict")
+# Lightning stage -> (splits it needs, splits it uses when given)
+STAGE_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fit": (("train",), ("val",)),
+    "validate": (("val",), ()),
+    "test": (("test",), ()),
+    "predict": (("predict",), ()),
+}
 
 
 class KineticsDataModule(L.LightningDataModule):
     """Kinetics-style data: clips for training, the centre clip for validation, multi-view
-    (``test_views`` = temporal clips x spatial crops, one decode per video) for test/predict.
+    (``clip.test_views`` = temporal clips x spatial crops, one decode per video) for test/predict.
 
     Args:
         root: folder that annotation paths and video paths are relative to.
-        train, val, test, predict: an annotation file (``path label`` / ``path,label`` lines or
-            an official Kinetics CSV) or a folder with one sub-folder per class; relative to
-            ``root`` or absolute. Predict may also be a plain folder of videos (no labels).
+        train, val, test: an annotation file (``path label`` / ``path,label`` lines or an
+            official Kinetics CSV) or a folder with one sub-folder per class; relative to
+            ``root`` or absolute.
+        predict: a video file, a folder (searched recursively), a glob pattern, or an
+            annotation list; labels are optional.
         classes: class names in index order, or a class-list file (one name per line). Default:
-            the sorted names found in the given annotations (``0..max`` for integer labels).
-        num_frames, sampling_rate: clip length T and stride tau in frames (fast pathway for
-            SlowFast).
-        batch_size: videos per batch (train: each gives ``clips_per_video`` rows).
-        test_batch_size: videos per test/predict batch; each carries ``test_views[0] *
-            test_views[1]`` views. Default ``max(1, batch_size // views)``, about as many clips
-            per forward pass as in training (1 video for 10 x 3 views and batch_size 8).
-        test_views: (temporal clips, spatial crops); crops 3 (along the long side) or 1 (centre).
-        train_short_side: (min, max) of the random short-side scale; crop_size: train/val crop.
-        test_short_side, test_crop_size: short side for val/test; crop size of test views.
-        slowfast_alpha: if set, videos are ``[slow, fast]`` with the slow pathway T / alpha.
-        clips_per_video: train clips taken from one decode of each video (repeated augmentation).
-        backend: first decoder to try, "pyav" (default) or "decord"; the other is the fallback.
-        decode_threads: decoder threads per worker. seed: shuffling and augmentation seed.
+            the sorted names found in the train annotations (``0..max`` for integer labels).
+            Labels of val/test outside these classes are an error naming them.
+        clip: how videos become clips (frames, stride, sizes, views, normalisation), see
+            :class:`~videoattn.data.clip.ClipSettings`.
+        batch_size: videos per train/val batch (train: each gives ``clip.clips_per_video`` rows).
+        test_batch_size: videos per test/predict batch, each carrying ``clip.views_per_video``
+            views. Default ``max(1, batch_size // views)``: about as many clips per forward pass
+            as in training (1 video for 10 x 3 views and batch_size 8).
+        num_workers: DataLoader worker processes. backend: first decoder to try, "pyav"
+            (default) or "decord"; the other is the fallback. decode_threads: decoder threads
+            per worker. seed: shuffling and augmentation seed.
         pin_memory: default: when CUDA is available. persistent_workers: keep workers between
             epochs (only with num_workers > 0).
-        short_video: "clamp" (repeat the last frame, as PySlowFast) or "loop" for videos
-            shorter than a clip.
-        target_fps: if set, ``sampling_rate`` counts frames at this rate (PySlowFast's
-            DATA.TARGET_FPS = 30): a 25 fps video is then sampled every 8 * 25 / 30 frames, so
-            clips last the same time whatever the file's frame rate. Default: native frames.
-        flip: random horizontal flip in training (turn off when left/right matters).
-        mean, std: per-channel normalisation of [0, 1] pixel values.
     """
 
     def __init__(
@@ -67,75 +74,104 @@ class KineticsDataModule(L.LightningDataModule):
         predict: str | None = None,
         *,
         classes: list[str] | str | None = None,
-        num_frames: int = 8,
-        sampling_rate: int = 8,
+        clip: ClipSettings = ClipSettings(),
         batch_size: int = 8,
         test_batch_size: int | None = None,
         num_workers: int = 4,
-        test_views: tuple[int, int] = (10, 3),
-        train_short_side: tuple[int, int] = (256, 320),
-        crop_size: int = 224,
-        test_short_side: int = 256,
-        test_crop_size: int = 256,
-        slowfast_alpha: int | None = None,
-        clips_per_video: int = 1,
         backend: str | None = None,
         decode_threads: int = 1,
         seed: int = 0,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
-        short_video: str = "clamp",
-        target_fps: float | None = None,
-        flip: bool = True,
-        mean: tuple[float, float, float] = KINETICS_MEAN,
-        std: tuple[float, float, float] = KINETICS_STD,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not os.path.isdir(root):
             raise ValueError(f"root {root!r} is not a directory")
+        if not isinstance(clip, ClipSettings):
+            raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
-        for name, value in (("batch_size", batch_size), ("num_frames", num_frames), ("sampling_rate", sampling_rate)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        if batch_size < 1 or (test_batch_size is not None and test_batch_size < 1):
+            raise ValueError(f"batch_size and test_batch_size must be >= 1, got {batch_size} and {test_batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.root = root
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         if not any(self.sources.values()):
             raise ValueError("give at least one of train, val, test or predict")
-        raw = {split: read_raw_annotations(src, root) for split, src in self.sources.items() if src}
-        given = resolve_classes(classes, root)
-        self.classes: list[str] = given if given is not None else infer_classes(raw.values())
-        if not self.classes:
-            raise ValueError("no class names found: the annotations are unlabelled, pass `classes`")
-        self.records: dict[str, list[VideoRecord]] = {s: to_records(r, self.classes, self.sources[s] or "") for s, r in raw.items()}
-        views = int(test_views[0]) * int(test_views[1])
-        self.batch_size, self.test_batch_size = batch_size, test_batch_size or max(1, batch_size // views)
+        self.clip = clip
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size or max(1, batch_size // clip.views_per_video)
         self.num_workers, self.seed = num_workers, seed
+        self.backend, self.decode_threads = backend, decode_threads
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.dataset_kwargs: dict[str, Any] = dict(
-            num_frames=num_frames, sampling_rate=sampling_rate, train_short_side=tuple(train_short_side), crop_size=crop_size,
-            test_short_side=test_short_side, test_crop_size=test_crop_size, test_views=tuple(test_views),
-            clips_per_video=clips_per_video, slowfast_alpha=slowfast_alpha, backend=backend, decode_threads=decode_threads,
-            short_video=short_video, target_fps=target_fps, flip=flip, mean=tuple(mean), std=tuple(std),
-        )
+        self._given_classes = classes
+        self._classes: list[str] | None = None
+        self.records: dict[str, list[VideoRecord]] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
-        for split in self.records:  # validates sizes and options now, not in a worker later
-            self.datasets[split] = VideoClipDataset(self.records[split], split, **self.dataset_kwargs)
+
+    # ------------------------------------------------------------------------------ classes
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in index order (see ``classes`` in the class docstring)."""
+        if self._classes is None:
+            names = resolve_classes(self._given_classes, self.root)
+            if names is None:
+                split = next((s for s in ("train", "val", "test", "predict") if self.sources[s]), None)
+                raw = self._raw(split) if split else []
+                names = infer_classes([raw])
+                if not names:
+                    raise ValueError(f"no class names found in the {split} annotations (unlabelled): pass `classes` or a checkpoint")
+            self._classes = names
+        return self._classes
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    # ------------------------------------------------------------------------ dataloaders
+    # -------------------------------------------------------------------------------- setup
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the annotations of ``stage`` (fit, validate, test, predict; None: every source
+        given) and build their datasets. Nothing else is opened."""
+        if stage is None:
+            needed, optional = (), tuple(s for s in SPLITS if self.sources[s])
+        elif stage in STAGE_SPLITS:
+            needed, optional = STAGE_SPLITS[stage]
+        else:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_SPLITS)}")
+        for split in needed:
+            if not self.sources[split]:
+                raise ValueError(f"the {stage} stage needs `{split}=` (data.{split}): none was given")
+        for split in needed + optional:
+            if self.sources[split]:
+                self._dataset(split)
+
+    def _raw(self, split: str) -> list[Any]:
+        source = self.sources[split]
+        if split == "predict":
+            return read_predict_source(source, self.root)
+        return read_raw_annotations(source, self.root)
 
     def _dataset(self, split: str) -> VideoClipDataset:
         if split not in self.datasets:
-            raise ValueError(f"no {split} annotations: pass `{split}=` to KineticsDataModule")
+            if not self.sources.get(split):
+                raise ValueError(f"no {split} annotations: pass `{split}=` to {type(self).__name__}")
+            raw = self._raw(split)
+            # predict: labels are optional information; one outside the classes is reported, not fatal
+            unknown = "unlabelled" if split == "predict" else "raise"
+            records = to_records(raw, self.classes, self.sources[split] or "", unknown=unknown)
+            dropped = sum(1 for r, rec in zip(raw, records) if r.label is not None and rec.label < 0)
+            if dropped:
+                log.warning("predict: %d videos have labels outside the %d classes; they are predicted without a label", dropped, self.num_classes)
+            self.records[split] = records
+            self.datasets[split] = VideoClipDataset(records, split, self.clip, backend=self.backend, decode_threads=self.decode_threads)
         return self.datasets[split]
+
+    # ------------------------------------------------------------------------ dataloaders
 
     def _loader(self, split: str, sampler: Any, batch_size: int, drop_last: bool = False) -> DataLoader:
         rank, _ = dist_rank_and_world()
@@ -157,7 +193,7 @@ class KineticsDataModule(L.LightningDataModule):
         return self._loader("train", sampler, self.batch_size, drop_last=len(sampler) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        if "val" not in self.datasets:  # fit without validation data: Lightning skips the loop
+        if not self.sources["val"]:  # fit without validation data: Lightning skips the loop
             return []
         return self._loader("val", ShardedEvalSampler(len(self._dataset("val"))), self.batch_size)
 

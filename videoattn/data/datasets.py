@@ -15,12 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from videoattn.data.annotations import VideoRecord
+from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import empty_for_transfer
 from videoattn.data.decode import decode_frames
-from videoattn.data.sampling import SHORT_VIDEO_MODES, random_clip, uniform_clips
+from videoattn.data.sampling import random_clip, uniform_clips
 from videoattn.data.transforms import (
-    KINETICS_MEAN,
-    KINETICS_STD,
     horizontal_flip,
     normalize,
     pack_pathways,
@@ -51,66 +50,28 @@ class VideoClipDataset(Dataset):
         self,
         records: Sequence[VideoRecord],
         mode: str,
+        clip: ClipSettings = ClipSettings(),
         *,
-        num_frames: int = 8,
-        sampling_rate: int = 8,
-        train_short_side: tuple[int, int] = (256, 320),
-        crop_size: int = 224,
-        test_short_side: int = 256,
-        test_crop_size: int = 256,
-        test_views: tuple[int, int] = (10, 3),
-        clips_per_video: int = 1,
-        slowfast_alpha: int | None = None,
-        flip: bool = True,
-        mean: Sequence[float] = KINETICS_MEAN,
-        std: Sequence[float] = KINETICS_STD,
-        short_video: str = "clamp",
-        target_fps: float | None = None,
         backend: str | None = None,
         decode_threads: int = 1,
         max_retries: int = 20,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if short_video not in SHORT_VIDEO_MODES:
-            raise ValueError(f"short_video must be one of {SHORT_VIDEO_MODES}, got {short_video!r}")
-        lo, hi = train_short_side
-        if not 0 < lo <= hi:
-            raise ValueError(f"train_short_side must be (min, max) with 0 < min <= max, got {train_short_side}")
-        if mode == "train" and lo < crop_size:
-            raise ValueError(f"crop_size {crop_size} exceeds the smallest train_short_side {lo}")
-        if mode == "val" and test_short_side < crop_size:
-            raise ValueError(f"crop_size {crop_size} exceeds test_short_side {test_short_side}")
-        if mode in ("test", "predict") and test_short_side < test_crop_size:
-            raise ValueError(f"test_crop_size {test_crop_size} exceeds test_short_side {test_short_side}")
-        if len(test_views) != 2 or test_views[0] < 1 or test_views[1] not in (1, 3):
-            raise ValueError(f"test_views must be (temporal clips >= 1, spatial crops 1 or 3), got {test_views}")
-        if clips_per_video < 1:
-            raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
+        if not isinstance(clip, ClipSettings):
+            raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
         self.records = list(records)
         self.mode = mode
-        self.num_frames, self.sampling_rate = num_frames, sampling_rate
-        self.train_short_side, self.crop_size = (lo, hi), crop_size
-        self.test_short_side, self.test_crop_size = test_short_side, test_crop_size
-        self.test_views = (int(test_views[0]), int(test_views[1]))
-        self.clips_per_video = clips_per_video
-        self.slowfast_alpha = slowfast_alpha
-        self.flip, self.mean, self.std = flip, tuple(mean), tuple(std)
-        self.short_video = short_video
-        if target_fps is not None and not target_fps > 0:
-            raise ValueError(f"target_fps must be > 0 or None, got {target_fps}")
-        self.target_fps = target_fps
+        self.clip = clip
         self.backend, self.decode_threads = backend, decode_threads
         self.max_retries = max_retries
-        if slowfast_alpha is not None and num_frames < slowfast_alpha:
-            raise ValueError(f"num_frames {num_frames} must be >= slowfast_alpha {slowfast_alpha}")
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
     def views_per_video(self) -> int:
-        return self.test_views[0] * self.test_views[1] if self.mode in ("test", "predict") else 1
+        return self.clip.views_per_video if self.mode in ("test", "predict") else 1
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         skipped: list[dict[str, Any]] = []
@@ -128,8 +89,8 @@ class VideoClipDataset(Dataset):
                     return {"video": None, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
                 index = int(torch.randint(len(self.records), (1,)))
                 continue
-            if self.slowfast_alpha is not None:
-                video = pack_pathways(video, self.slowfast_alpha)
+            if self.clip.slowfast_alpha is not None:
+                video = pack_pathways(video, self.clip.slowfast_alpha)
             return {"video": video, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
         raise RuntimeError(f"{len(skipped)} videos in a row failed to decode (last: {skipped[-1]['path']}: {skipped[-1]['reason']}); is the dataset readable? Run `videoattn check-data`.")
 
@@ -139,8 +100,8 @@ class VideoClipDataset(Dataset):
         if self.mode == "train":
             return self._train_clips(record.path)
         if self.mode == "val":
-            return self._views(record.path, 1, 1, self.crop_size)
-        return self._views(record.path, self.test_views[0], self.test_views[1], self.test_crop_size)
+            return self._views(record.path, 1, 1, self.clip.crop_size)
+        return self._views(record.path, *self.clip.test_views, self.clip.test_crop_size)
 
     def _scratch_buffer(self, numel: int) -> torch.Tensor:
         """A float buffer kept between videos (per process), grown when needed. First-touch
@@ -158,7 +119,8 @@ class VideoClipDataset(Dataset):
     def _stride(self, fps: float) -> float:
         """Frames between clip frames: ``sampling_rate``, or measured at ``target_fps`` (as
         PySlowFast's DATA.TARGET_FPS: the same clip duration in seconds whatever the file's rate)."""
-        return self.sampling_rate if self.target_fps is None else self.sampling_rate * fps / self.target_fps
+        clip = self.clip
+        return clip.sampling_rate if clip.target_fps is None else clip.sampling_rate * fps / clip.target_fps
 
     def _decode(self, path: str, select: Callable[[int, float], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
@@ -166,37 +128,39 @@ class VideoClipDataset(Dataset):
 
     def _train_clips(self, path: str) -> torch.Tensor:
         """K random clips from one decode -> float [K, C, T, crop, crop]."""
-        t, k = self.num_frames, self.clips_per_video
+        c = self.clip
+        t, k = c.num_frames, c.clips_per_video
 
         def select(n: int, fps: float) -> np.ndarray:
             tau = self._stride(fps)
-            return np.concatenate([random_clip(n, t, tau, short_video=self.short_video) for _ in range(k)])
+            return np.concatenate([random_clip(n, t, tau, short_video=c.short_video) for _ in range(k)])
 
         frames, inverse = self._decode(path, select)
-        out = empty_for_transfer((k, 3, t, self.crop_size, self.crop_size))  # [K, C, T, crop, crop]
+        out = empty_for_transfer((k, 3, t, c.crop_size, c.crop_size))  # [K, C, T, crop, crop]
         for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
-            lo, hi = self.train_short_side
+            lo, hi = c.train_short_side
             size = int(torch.randint(lo, hi + 1, (1,)))
             clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
-            clip = random_crop(clip, self.crop_size)
-            if self.flip and bool(torch.rand(()) < 0.5):
+            clip = random_crop(clip, c.crop_size)
+            if c.flip and bool(torch.rand(()) < 0.5):
                 clip = horizontal_flip(clip)
-            normalize(clip, self.mean, self.std, out=out[i])  # writes [3, T, crop, crop] into out[i]
+            normalize(clip, c.mean, c.std, out=out[i])  # writes [3, T, crop, crop] into out[i]
         return out
 
     def _views(self, path: str, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
         """num_clips x num_crops views from one decode -> float [V, C, T, crop, crop]."""
-        t = self.num_frames
+        c = self.clip
+        t = c.num_frames
 
         def select(n: int, fps: float) -> np.ndarray:
-            return uniform_clips(n, t, self._stride(fps), num_clips, short_video=self.short_video).reshape(-1)
+            return uniform_clips(n, t, self._stride(fps), num_clips, short_video=c.short_video).reshape(-1)
 
         frames, inverse = self._decode(path, select)
         # Each distinct frame is resized and normalised once; views are then cut from those
         # float frames straight into the output (one copy of the largest tensor, no temporaries).
-        frames = short_side_resize(frames, self.test_short_side)  # [U, 3, h, w] uint8
+        frames = short_side_resize(frames, c.test_short_side)  # [U, 3, h, w] uint8
         scratch = self._scratch_buffer(frames.numel())  # reused: fresh memory costs page faults
-        frames = normalize(frames, self.mean, self.std, out=scratch).transpose(0, 1)  # [U, 3, h, w] float
+        frames = normalize(frames, c.mean, c.std, out=scratch).transpose(0, 1)  # [U, 3, h, w] float
         windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
         out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop))  # [V, C, T, crop, crop]
         for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views

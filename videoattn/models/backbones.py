@@ -57,6 +57,11 @@ class VideoNet(nn.Module):
             x = block(x)
         return x
 
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer (``blocks[-1].proj``). Its input is the clip's embedding: the
+        global average of the last stage (both pathways concatenated for SlowFast)."""
+        return self.blocks[-1].proj
+
 
 def _describe(x: object) -> str:
     if isinstance(x, torch.Tensor):

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from videoattn.checkpoints import CheckpointError, load_checkpoint
+from videoattn.models.classifier import find_classifier
 from videoattn.models.insert import Inserted
 
 __all__ = ["LoadReport", "read_checkpoint", "load_weights", "inflate_weight", "torchvision_resnet_to_3d"]
@@ -101,8 +102,10 @@ def _is_torchvision_2d(state: Mapping[str, torch.Tensor]) -> bool:
 
 
 def _classifier_path(model: nn.Module) -> str | None:
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
+    try:
+        return find_classifier(model)[0]
+    except ValueError:
+        return None
 
 
 def torchvision_resnet_to_3d(state_2d: Mapping[str, torch.Tensor], model: nn.Module, mode: str = "mean") -> dict[str, torch.Tensor]:

@@ -7,16 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from videoattn.data import KineticsDataModule
+from videoattn.data.clip import ClipSettings
 
 __all__ = ["SyntheticDataModule"]
 
 
 class SyntheticDataModule(KineticsDataModule):
-    """``KineticsDataModule(root, train, val, test, ...)`` with ``flip=False`` by default;
+    """``KineticsDataModule(root, train, val, test, ...)`` whose clips default to ``flip=False``;
     ``classes`` defaults to the dataset's classes.txt, so label indices follow the generator."""
 
-    def __init__(self, root: str = ".", *args: Any, flip: bool = False, classes: list[str] | str | None = "classes.txt", **kwargs: Any) -> None:
-        super().__init__(root, *args, classes=classes, **kwargs)
-        self.flip = flip
-        for dataset in self.datasets.values():
-            dataset.flip = flip
+    def __init__(
+        self,
+        root: str = ".",
+        *args: Any,
+        clip: ClipSettings = ClipSettings(flip=False),
+        classes: list[str] | str | None = "classes.txt",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, *args, clip=clip, classes=classes, **kwargs)

@@ -1,0 +1,32 @@
+"""PreciseBN: recompute BatchNorm statistics on training batches before each validation during
+fit (PySlowFast's BN.USE_PRECISE_STATS; the estimation is :func:`videoattn.precise_bn.update_precise_bn`).
+"""
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import move_data_to_device, rank_zero_info
+
+from videoattn.precise_bn import update_precise_bn
+
+__all__ = ["PreciseBN"]
+
+
+class PreciseBN(Callback):
+    """Population BatchNorm statistics from ``num_batches`` training batches (a fresh pass of the
+    data module's train loader) before every validation of a fit, averaged over DDP processes."""
+
+    def __init__(self, num_batches: int = 200) -> None:
+        if num_batches < 1:
+            raise ValueError(f"PreciseBN: num_batches must be >= 1, got {num_batches}")
+        self.num_batches = num_batches
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        dm = trainer.datamodule
+        loader = dm.train_dataloader() if dm is not None else trainer.train_dataloader
+        with torch.inference_mode(False), torch.no_grad(), trainer.precision_plugin.train_step_context():
+            used = update_precise_bn(pl_module, loader, self.num_batches,
+                                     to_input=lambda b: move_data_to_device(b["video"], pl_module.device))
+        rank_zero_info(f"precise BN: statistics recomputed on {used} training batches")
