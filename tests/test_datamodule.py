@@ -133,8 +133,8 @@ def test_class_order_is_checked_when_loading_state(dataset_root: Path) -> None:
 
 
 def test_bad_arguments_are_named(dataset_root: Path) -> None:
-    with pytest.raises(ValueError, match="root"):
-        make_dm(str(dataset_root / "nope"), "train.csv")
+    with pytest.raises(ValueError, match="root .*nope.* is not a directory"):
+        make_dm(str(dataset_root / "nope"), "train.csv").setup("fit")
     with pytest.raises(ValueError, match="missing.csv"):
         make_dm(str(dataset_root), "missing.csv", **SMALL).setup("fit")
     with pytest.raises(ValueError, match="backend"):
@@ -280,6 +280,13 @@ def test_predict_takes_a_file_a_folder_a_glob_or_a_list(dataset_root: Path, sour
     assert paths == expected and all(r.label == -1 for r in dm.records["predict"])
     batch = next(iter(dm.predict_dataloader()))
     assert batch["label"].tolist() == [-1] * len(batch["label"])
+
+
+def test_predict_on_absolute_paths_needs_no_root(dataset_root: Path) -> None:
+    video = str(dataset_root / "videos" / "v1.mp4")
+    dm = make_dm(str(dataset_root / "not here"), predict=video, classes=["a", "b"], **SMALL)
+    dm.setup("predict")
+    assert [r.path for r in dm.records["predict"]] == [video]
 
 
 def test_predict_source_that_matches_nothing_is_named(dataset_root: Path) -> None:

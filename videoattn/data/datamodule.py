@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from videoattn.data.annotations import VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
+from videoattn.data.annotations import VIDEO_EXTENSIONS, VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
 from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import VideoClipDataset
@@ -36,6 +36,11 @@ STAGE_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "test": (("test",), ()),
     "predict": (("predict",), ()),
 }
+
+
+def _is_list_file(source: str) -> bool:
+    path = os.path.expanduser(source)
+    return os.path.isfile(path) and os.path.splitext(path)[1].lower() not in VIDEO_EXTENSIONS
 
 
 class KineticsDataModule(L.LightningDataModule):
@@ -86,8 +91,6 @@ class KineticsDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if not os.path.isdir(root):
-            raise ValueError(f"root {root!r} is not a directory")
         if not isinstance(clip, ClipSettings):
             raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
         if backend is not None and backend not in BACKENDS:
@@ -152,6 +155,11 @@ class KineticsDataModule(L.LightningDataModule):
 
     def _raw(self, split: str) -> list[Any]:
         source = self.sources[split]
+        # root is where lists and their videos are found; an absolute video, folder or glob to
+        # predict on needs none (`videoattn predict --data.predict /x/y.mp4` with any config)
+        absolute_videos = split == "predict" and os.path.isabs(os.path.expanduser(source)) and not _is_list_file(source)
+        if not os.path.isdir(self.root) and not absolute_videos:
+            raise ValueError(f"root {self.root!r} is not a directory (the {split} source {source!r} and its videos are read relative to it)")
         if split == "predict":
             return read_predict_source(source, self.root)
         return read_raw_annotations(source, self.root)
