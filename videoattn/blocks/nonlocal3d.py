@@ -222,7 +222,7 @@ class NonLocal3d(nn.Module):
             return x + p
         p = self.norm(p)
         # The norm's output is not needed by its backward: add the residual in place (one (N, C, THW)
-        # buffer less at the peak); out of place for other norms, dtypes or memory formats.
+        # buffer less at the end of the forward); out of place for other norms, dtypes or layouts.
         if isinstance(self.norm, _INPLACE_SAFE_NORMS) and p.dtype == x.dtype and p.is_contiguous() and x.is_contiguous():
             return p.add_(x)
         return x + p
