@@ -39,27 +39,9 @@ class AttentionMap:
 
 @torch.no_grad()
 def nonlocal_attention(block: NonLocal3d, x: torch.Tensor) -> torch.Tensor:
-    """The affinity of ``block`` on input ``x`` (N, C, T, H, W) -> (N, T, H, W, Tk, Hk, Wk)."""
-    n, _, t, h, w = x.shape
-    pooled = block.pool(x) if block.pool is not None else x  # (N, C, Tk, Hk, Wk)
-    tk, hk, wk = pooled.shape[2:]
-    if block.instantiation == "gaussian":
-        theta, phi, scale = x.flatten(2).transpose(1, 2), pooled.flatten(2).transpose(1, 2), 1.0
-    else:
-        # (N, Ci, T, H, W) -> (N, L, Ci) and (N, Ci, Tk, Hk, Wk) -> (N, Np, Ci)
-        theta = block.conv_theta(x).flatten(2).transpose(1, 2)
-        phi = block.conv_phi(pooled).flatten(2).transpose(1, 2)
-        scale = block.inner_channels**-0.5
-    if block.instantiation in ("softmax", "gaussian"):
-        affinity = torch.softmax(torch.bmm(theta, phi.transpose(1, 2)) * scale, dim=-1)  # (N, L, Np)
-    elif block.instantiation == "dot_product":
-        affinity = torch.bmm(theta, phi.transpose(1, 2)) / phi.shape[1]  # (N, L, Np)
-    elif block.instantiation == "concatenation":
-        w_theta, w_phi = block.concat_project.weight.split(block.inner_channels, dim=1)  # (1, Ci) each
-        affinity = F.relu(F.linear(theta, w_theta) + F.linear(phi, w_phi).transpose(1, 2)) / phi.shape[1]
-    else:
-        raise ValueError(f"unknown NonLocal3d instantiation {block.instantiation!r}")
-    return affinity.reshape(n, t, h, w, tk, hk, wk)
+    """The affinity of ``block`` on input ``x`` (N, C, T, H, W) -> (N, T, H, W, Tk, Hk, Wk):
+    :meth:`NonLocal3d.affinity`, computed by the block itself."""
+    return block.affinity(x)
 
 
 @torch.no_grad()

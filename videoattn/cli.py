@@ -21,6 +21,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "check-data": ("videoattn.tools.check_data", "scan a dataset for unreadable videos"),
     "synth": ("videoattn.tools.synth", "generate the synthetic action dataset"),
     "visualize": ("videoattn.tools.visualize", "render attention maps of a checkpoint"),
+    "export": ("videoattn.tools.export", "export a checkpoint to ONNX or torch.export, checked against PyTorch"),
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 EXTRACT_USAGE = "usage: videoattn extract --config CONFIG.yaml --ckpt_path CKPT --data.predict PATH --out FEATURES.npz [predict options]"

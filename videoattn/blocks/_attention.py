@@ -2,7 +2,8 @@
 chunks and the (L x Np) affinity is never stored; backward recomputes each chunk's softmax
 (the FlashAttention recipe, arXiv 2205.14135, at the granularity of BLAS matmuls).
 Tensors stay channels-first, as the 1x1x1 convs produce them: no transposed copies, and the
-output is already (B, Dv, L) for conv_out.
+output is already (B, Dv, L) for conv_out. Tuned on the CPU: NonLocal3d runs it only when asked
+(``impl="chunked"``), never by its automatic choice; on GPUs fused SDPA kernels do this work.
 """
 from __future__ import annotations
 

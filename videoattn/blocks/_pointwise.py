@@ -1,14 +1,26 @@
-"""1x1x1 Conv3d evaluated as batched matrix products. On the CPU this is faster than nn.Conv3d's
-forward + backward at the I3D-R50 res3/res4 sizes (it takes the slow_conv3d path; measured with
-scripts/bench_blocks.py), and the result comes in the (N, C_out, T*H*W) layout that the
+"""1x1x1 convolutions and channel projections for the blocks, with one device-dependent choice.
+
+On the CPU a 1x1x1 Conv3d is evaluated as batched matrix products (``_PointwiseConv``): faster
+than nn.Conv3d's forward + backward at the I3D-R50 res3/res4 sizes with one thread (measured
+with scripts/bench_blocks.py), and the result comes in the (N, C_out, T*H*W) layout that the
 attention wants. The weight gradient is accumulated clip by clip, so that no (N, C_out, C)
 per-clip gradient is materialised. (Stacking several convs into one GEMM was measured 5-10%
 faster but kept the stacked output alive for backward: +18 MiB for CGNL at res4; not done.)
+That Function is tuned and measured on the CPU only: on any other device (CUDA) the same
+results come from the standard ops, nn.Conv3d / conv1d, whose kernels the vendor tunes
+(:func:`uses_cpu_gemm` is the one place that decides).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def uses_cpu_gemm(device: torch.device) -> bool:
+    """Whether 1x1x1 convs on ``device`` run as the CPU-tuned GEMM Function (the CPU only);
+    elsewhere they are plain convolutions."""
+    return torch.device(device).type == "cpu"
 
 
 class _PointwiseConv(torch.autograd.Function):
@@ -36,10 +48,10 @@ class _PointwiseConv(torch.autograd.Function):
         return dx, dw, db
 
 
-def pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x).flatten(2)`` for a 1x1x1, stride-1, ungrouped conv: (N, C, T, H, W) -> (N, C_out, T*H*W)."""
-    weight, bias = conv.weight.flatten(1), conv.bias  # (C_out, C), (C_out,)
-    x = x.flatten(2)  # (N, C, L), a view also for channels_last_3d input
+def project(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``weight @ x + bias`` per clip: weight (C_out, C), x (N, C, L), bias (C_out,) -> (N, C_out, L)."""
+    if not uses_cpu_gemm(x.device):
+        return F.conv1d(x, weight.unsqueeze(-1), bias)  # (C_out, C, 1) kernel
     device = x.device.type
     if torch.is_autocast_enabled(device):  # the Function runs without autocast: cast as conv would
         dtype = torch.get_autocast_dtype(device)
@@ -47,6 +59,15 @@ def pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         bias = None if bias is None else bias.to(dtype)
     with torch.autocast(device, enabled=False):
         return _PointwiseConv.apply(x, weight, bias)
+
+
+def pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x).flatten(2)`` for a 1x1x1, stride-1, ungrouped conv: (N, C, T, H, W) or (N, C, L)
+    -> (N, C_out, L), L = T*H*W."""
+    if x.dim() == 5 and not uses_cpu_gemm(x.device):
+        return conv(x).flatten(2)
+    # (N, C, T, H, W) -> (N, C, L), a view also for channels_last_3d input; weight (C_out, C)
+    return project(conv.weight.flatten(1), x.flatten(2), conv.bias)
 
 
 def grouped_pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:

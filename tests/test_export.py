@@ -1,0 +1,153 @@
+"""`videoattn export`: each block family and SlowFast exported from a checkpoint as a CLI run saves
+it, to ONNX (run by onnxruntime) and to torch.export, with a dynamic batch size, equal to PyTorch;
+one-line refusals of bad arguments and of code-running checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from videoattn.cli import main as cli_main
+from videoattn.models import create_model
+from videoattn.tools.export import main as export_main
+
+CLASSES = ["archery", "bowling", "cooking"]
+
+
+def _checkpoint(tmp_path: Path, name: str, *, frames: int = 8, size: int = 32, alpha: int | None = None) -> tuple[Path, nn.Module]:
+    """A checkpoint in the layout a CLI run saves, with random weights everywhere (the blocks'
+    zero-initialised norms included, so that they are not the identity) and random BN statistics."""
+    torch.manual_seed(0)
+    net = create_model(name, num_classes=len(CLASSES))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.2 if p.dim() == 1 else 0.1)
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / f"{name}.ckpt"
+    data = {"num_frames": frames, "sampling_rate": 2, "crop_size": size, "test_crop_size": size,
+            "slowfast_alpha": alpha, "mean": [0.45] * 3, "std": [0.225] * 3}
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"backbone": name, "num_classes": len(CLASSES), "class_names": CLASSES, "backbone_kwargs": {}},
+                "datamodule_hyper_parameters": data}, path)
+    return path, net.eval()
+
+
+def _max_difference(out: str) -> float:
+    return float(re.search(r"max \|difference\| (\S+)", out).group(1))
+
+
+@pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "i3d_tiny_se", "i3d_tiny_cgnl", "slowfast_tiny_nl"])
+def test_onnx_export_matches_pytorch_with_any_batch(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slowfast = name.startswith("slowfast")
+    ckpt, net = _checkpoint(tmp_path, name, alpha=4 if slowfast else None)
+    out = tmp_path / "model.onnx"
+    assert export_main([str(ckpt), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert _max_difference(printed) <= 1e-5
+
+    model = onnx.load(str(out))
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["videoattn"])
+    assert meta["class_names"] == CLASSES and meta["mean"] == [0.45] * 3
+    names = ["slow", "fast"] if slowfast else ["video"]
+    shapes = [(3, 2, 32, 32), (3, 8, 32, 32)] if slowfast else [(3, 8, 32, 32)]
+    assert meta["inputs"] == {n: ["batch", *s] for n, s in zip(names, shapes)}
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == names
+    for batch in (1, 5):  # exported with batch 2, checked by the command with 3
+        clips = [torch.randn(batch, *s) for s in shapes]
+        got = session.run(None, {n: c.numpy() for n, c in zip(names, clips)})[0]
+        with torch.no_grad():
+            expected = net(clips if slowfast else clips[0])
+        assert got.shape == (batch, len(CLASSES))
+        assert expected.abs().max() > 0.1  # not a degenerate (all-zero) output
+        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["i3d_tiny_nl", "slowfast_tiny_nl"])
+def test_torch_export_program(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slowfast = name.startswith("slowfast")
+    ckpt, net = _checkpoint(tmp_path, name, frames=8, size=32, alpha=4 if slowfast else None)
+    out = tmp_path / "model.pt2"
+    assert export_main([str(ckpt), "--format", "torch", "--out", str(out), "--size", "48"]) == 0
+    assert _max_difference(capsys.readouterr().out) <= 1e-5
+    extra = {"videoattn.json": ""}
+    program = torch.export.load(str(out), extra_files=extra)
+    meta = json.loads(extra["videoattn.json"])
+    assert meta["class_names"] == CLASSES
+    shapes = [(3, 2, 48, 48), (3, 8, 48, 48)] if slowfast else [(3, 8, 48, 48)]  # --size overrides the checkpoint's
+    clips = [torch.randn(1, *s) for s in shapes]
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(*clips), net(clips if slowfast else clips[0]), rtol=1e-4, atol=1e-5)
+
+
+def test_registered_in_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, _ = _checkpoint(tmp_path, "i3d_tiny_se")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["export", str(ckpt), "--format", "torch", "--out", str(tmp_path / "se.pt2"), "--frames", "4"])
+    assert exit_.value.code == 0
+    assert "inputs video [batch, 3, 4, 32, 32]" in capsys.readouterr().out
+    assert (tmp_path / "se.pt2").is_file()
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        export_main(argv)
+    assert exit_.value.code == 2
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_bad_arguments_end_in_one_line_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _one_error_line(capsys, [str(tmp_path / "missing.ckpt")])
+    assert "CKPT: no such checkpoint file" in line and "missing.ckpt" in line
+    ckpt, _ = _checkpoint(tmp_path, "slowfast_tiny_nl", alpha=4)
+    assert "argument --format: invalid choice: 'tflite'" in _one_error_line(capsys, [str(ckpt), "--format", "tflite"])
+    line = _one_error_line(capsys, [str(ckpt), "--frames", "6"])
+    assert line.startswith("videoattn export: error: --frames: 6 frames") and "alpha 4" in line
+    assert "argument --size: expected a positive integer, got '0'" in _one_error_line(capsys, [str(ckpt), "--size", "0"])
+    assert "the following arguments are required: CKPT" in _one_error_line(capsys, [])
+    bare = tmp_path / "bare.pt"
+    torch.save(create_model("i3d_tiny", num_classes=3).state_dict(), bare)
+    with pytest.raises(SystemExit) as exit_:  # not a SlowFast state dict: the loader lists the keys
+        export_main([str(bare), "--model", "slowfast_tiny"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith(f"videoattn export: error: weights: {bare} does not fit")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_bare_state_dict_with_model_uses_its_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "bare.pt"
+    torch.save(create_model("i3d_tiny", num_classes=3).state_dict(), bare)
+    line = _one_error_line(capsys, [str(bare)])
+    assert "CKPT" in line and "does not name its model" in line
+    assert export_main([str(bare), "--model", "i3d_tiny", "--format", "torch", "--size", "32"]) == 0
+    assert "inputs video [batch, 3, 8, 32, 32]" in capsys.readouterr().out  # 8 frames: i3d_tiny's recipe
+    assert (tmp_path / "bare.pt2").is_file()  # default: next to the checkpoint
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this object would create the marker file
+        return (Path.touch, (self.marker,))
+
+
+def test_code_running_checkpoint_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker, evil = tmp_path / "ran", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "i3d_tiny"}, "payload": _RunsCode(marker)}, evil)
+    line = _one_error_line(capsys, [str(evil), "--out", str(tmp_path / "evil.onnx")])
+    assert "refusing to load" in line and "evil.ckpt" in line
+    assert not marker.exists() and not (tmp_path / "evil.onnx").exists()
