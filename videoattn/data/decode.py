@@ -112,7 +112,12 @@ def _check_torchcodec() -> None:
         raise ImportError(f"backend 'torchcodec' needs the torchcodec package: pip install 'videoattn[torchcodec]' ({exc})") from None
     if getattr(torchcodec, "ffmpeg_major_version", None) is None:
         missing = [f"lib{lib}" for lib in FFMPEG_LIBRARIES if ctypes.util.find_library(lib) is None]
-        found = f"missing here: {', '.join(missing)}" if missing else "found but not loadable (torchcodec supports FFmpeg 4 to 8)"
+        found = (
+            f"missing here: {', '.join(missing)}"
+            if missing
+            else f"found, but torchcodec {getattr(torchcodec, '__version__', '?')} cannot load them: it needs FFmpeg 4 to 8 "
+            f"and the torchcodec release made for torch {torch.__version__}"
+        )
         raise ImportError(
             f"backend 'torchcodec' needs FFmpeg's shared libraries ({found}). Install them: "
             "`apt-get install ffmpeg` (Debian/Ubuntu), `conda install -c conda-forge 'ffmpeg<8'`, "
