@@ -235,13 +235,18 @@ def bench_decode(paths: list[str], device: torch.device, *, clips: int) -> None:
     reference = {k: read_frames(data[p], i, backend="pyav", fallback=False) for k, (p, i) in enumerate(jobs[:2])}
     rates = {}
     for name, fn in candidates.items():
-        for k, (p, i) in enumerate(jobs[:2]):  # warm-up, and the frames against PyAV's
-            frames = fn(data[p], i, infos[p]).cpu()
-            diff = (frames.int() - reference[k].int()).abs().max().item()
-        start = time.perf_counter()
-        for p, i in jobs:
-            fn(data[p], i, infos[p])
-        _sync(device)
+        try:
+            diff = 0
+            for k, (p, i) in enumerate(jobs[:2]):  # warm-up, and the frames against PyAV's
+                frames = fn(data[p], i, infos[p]).cpu()
+                diff = max(diff, (frames.int() - reference[k].int()).abs().max().item())
+            start = time.perf_counter()
+            for p, i in jobs:
+                fn(data[p], i, infos[p])
+            _sync(device)
+        except Exception as exc:  # noqa: BLE001 - e.g. no NVDEC here: say so, go on
+            print(f"  {name:<16} FAILED: {type(exc).__name__}: {str(exc).strip()[:200]}", flush=True)
+            continue
         rates[name] = clips / (time.perf_counter() - start)
         print(f"  {name:<16}{rates[name]:8.1f} clips/s   max |frames - PyAV| = {diff}", flush=True)
     if "torchcodec cuda" in rates:
@@ -269,22 +274,36 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
     print(f"bench_gpu on {name}, torch {torch.__version__}{', smoke sizes' if smoke else ''}")
+    failed: list[str] = []
+
+    def part(title: str, run: Callable[[], None]) -> None:  # one failing part does not cost the others
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001
+            failed.append(title)
+            print(f"\n[{title}] FAILED: {type(exc).__name__}: {exc}", flush=True)
+
     if "models" in args.parts:
-        bench_models(device, batch=1 if smoke else 8, frames=4 if smoke else 8, size=32 if smoke else 224, repeats=repeats,
-                     variants=args.variants, smoke=smoke)
+        part("models", lambda: bench_models(device, batch=1 if smoke else 8, frames=4 if smoke else 8, size=32 if smoke else 224,
+                                            repeats=repeats, variants=args.variants, smoke=smoke))
     if "blocks" in args.parts:
-        bench_blocks(device, batch=1 if smoke else 8, size=4 if smoke else 28, frame_counts=[2, 4] if smoke else [8, 32], repeats=repeats)
+        part("blocks", lambda: bench_blocks(device, batch=1 if smoke else 8, size=4 if smoke else 28, frame_counts=[2, 4] if smoke else [8, 32],
+                                            repeats=repeats))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
+        paths: list[str] = []
         if {"data", "decode"} & set(args.parts):
             count, seconds = (4, 2) if smoke else (16, 10)
             width, height = (96, 64) if smoke else (340, 256)
             paths = make_videos(root / "videos", count, seconds=seconds, width=width, height=height, workers=workers)
         if "data" in args.parts:
-            bench_data(root, paths, workers=workers, batch=2 if smoke else 8, batches=2 if smoke else 20)
+            part("data", lambda: bench_data(root, paths, workers=workers, batch=2 if smoke else 8, batches=2 if smoke else 20))
         if "decode" in args.parts:
-            bench_decode(paths, device, clips=4 if smoke else 64)
+            part("decode", lambda: bench_decode(paths, device, clips=4 if smoke else 64))
+    if failed:
+        print(f"\nfailed parts: {', '.join(failed)}")
+        return 1
     return 0
 
 
