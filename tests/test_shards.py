@@ -207,9 +207,14 @@ def _ddp_reader(rank: int, world: int, location: str, port: int, out_dir: str) -
     import torch.distributed as dist
     from litdata import StreamingDataLoader
 
+    too_early = VideoShardDataset(location)  # built before the process group: it would read everything
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         result: dict = {}
+        try:
+            next(iter(too_early))
+        except RuntimeError as exc:
+            result["too_early"] = str(exc)
         for workers in (0, 2):
             ds = VideoShardDataset(location)  # evaluation: shuffle=False, drop_last=False
             loader = StreamingDataLoader(ds, batch_size=2, num_workers=workers, collate_fn=_rows)
@@ -232,6 +237,8 @@ def test_two_processes_read_each_video_once_in_evaluation_and_shuffle_in_trainin
         port = s.getsockname()[1]
     tmp_mp.start_processes(_ddp_reader, args=(2, str(out), port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
     results = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    assert [r["too_early"].split("but torch.distributed runs ")[1][:14] for r in results] == ["process 0 of 2", "process 1 of 2"]
+    assert all("was built as process 0 of 1" in r["too_early"] for r in results)
     good = sorted(dataset["good"])  # 9 videos: shares cannot be equal
     for key in ("eval0", "eval2"):
         shares = [r[key] for r in results]

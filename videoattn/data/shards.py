@@ -405,3 +405,17 @@ class VideoShardDataset(_streaming_base()):  # type: ignore[misc]
         finally:
             log.removeFilter(quiet)
         self.location = os.fspath(location)
+
+    def __iter__(self) -> Any:
+        # LitData reads the rank and process count once, when the dataset is built: built before
+        # the process group started, every process would read the same entries.
+        import torch.distributed as dist
+
+        built = (self.distributed_env.global_rank, self.distributed_env.world_size)
+        if dist.is_available() and dist.is_initialized() and (dist.get_rank(), dist.get_world_size()) != built:
+            raise RuntimeError(
+                f"VideoShardDataset({self.location!r}) was built as process {built[0]} of {built[1]}, but torch.distributed "
+                f"runs process {dist.get_rank()} of {dist.get_world_size()}: build it after the process group starts (in the "
+                "DataModule's setup() or its *_dataloader methods), else processes read the same videos"
+            )
+        return super().__iter__()
