@@ -6,7 +6,8 @@ written on tensors because pytorchvideo.transforms does not import), on Kinetics
          2 clips per decode (repeated augmentation), which pytorchvideo does not offer
   test : 10x3-view videos/s (short side 256, three 256 crops)
   shards: the same train clips/s and test videos/s read from LitData shards of the same files
-         (videoattn shard) against the files, with 1 and 2 DataLoader workers
+         (videoattn shard) against the files, with 1 and 2 DataLoader workers, and the CPU time
+         of one sample in process (robust to other load on the machine)
   floor: the train loader's time per clip against the time spent decoding its frames
   backends: read_frames with PyAV vs decord on the same train clips
 Prints medians over --repeats runs and the ratios; absolute times on a shared machine are noise.
@@ -231,6 +232,31 @@ def time_files_and_shards(paths: list[str], many: list[str], root: Path, train_c
     return out
 
 
+def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dict[str, float]:
+    """CPU seconds (this process, robust to other load) per train sample and per test video,
+    from files and from shard entries already read, alternated: the per-sample cost difference."""
+    from videoattn.data.shards import VideoShardDataset
+
+    location = write_bench_shards(paths, root / "shards_test")
+    entries = sorted(VideoShardDataset(location), key=lambda e: e.row)
+    records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
+    spent = {key: 0.0 for key in ("cpu_files_train", "cpu_shards_train", "cpu_files_test", "cpu_shards_test")}
+    for mode, count in (("train", samples), ("test", len(paths))):
+        files = VideoClipDataset(records, mode, num_frames=T, sampling_rate=TAU, test_views=(10, 3))
+        shards = EntryToSample(mode)
+        files[0], shards(entries[0])  # warm-up (and the PyAV timestamp cache of the files: as from the 2nd epoch)
+        for i in range(count):
+            start = time.process_time()
+            files[i % len(paths)]
+            middle = time.process_time()
+            shards(entries[i % len(paths)])
+            spent[f"cpu_files_{mode}"] += middle - start
+            spent[f"cpu_shards_{mode}"] += time.process_time() - middle
+        for key in (f"cpu_files_{mode}", f"cpu_shards_{mode}"):
+            spent[key] /= count
+    return spent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=6)
@@ -257,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             if not args.no_shards:
                 for key, value in time_files_and_shards(paths, many, root, args.train_clips, tuple(args.workers)).items():
+                    rows.setdefault(key, []).append(value)
+                for key, value in cpu_time_files_and_shards(paths, root, args.train_clips).items():
                     rows.setdefault(key, []).append(value)
             rows["ours_train"].append(time_loader(lambda many=many: ours_loader(many, "train"), args.train_clips))
             rows["ptv_train"].append(time_loader(lambda many=many: ptv_loader(many, "train", 1), args.train_clips))
@@ -286,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                 for what, key, unit in (("train 8x8 clips/s", "train", "clip"), ("test 10x3-view videos/s", "test", "video")):
                     files, shards = med[f"files_{key}_w{w}"], med[f"shards_{key}_w{w}"]
                     print(f"{what + f', {w} worker' + 's' * (w > 1):<44}{1 / files:>12.2f}{1 / shards:>14.2f}{files / shards:>13.2f}x")
+            for what, key in (("train sample, CPU ms in process", "train"), ("10x3 test video, CPU ms in process", "test")):
+                files, shards = med[f"cpu_files_{key}"], med[f"cpu_shards_{key}"]
+                print(f"{what:<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
     return 0
 
 

@@ -48,6 +48,10 @@ __all__ = [
     "write_shards",
 ]
 
+# LitData asks PyPI for a newer release of itself when a dataset is built (up to a 30 s timeout
+# per process, on cluster nodes without internet): off unless the user sets it.
+os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
+
 CHECKS = ("probe", "quick", "full")
 FORMAT = "videoattn-shards/1"
 CLASSES_FILE, SUMMARY_FILE, UNREADABLE_FILE = "classes.txt", "shards.json", "unreadable_videos.tsv"
