@@ -15,6 +15,7 @@ any number of clips of one video: all their frames come from one pass.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import inspect
 import io
 import os
@@ -82,14 +83,7 @@ class VideoInfo:
 
 def available_backends() -> list[str]:
     """Backends usable here, in the default order (PyAV first; torchcodec needs FFmpeg's libraries)."""
-    found = []
-    for name in BACKENDS:
-        try:
-            check_backend(name)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
+    return [name for name in BACKENDS if _usable(name)]
 
 
 def check_backend(name: str) -> None:
@@ -252,7 +246,7 @@ def check_video(source: VideoSource, *, full: bool = True, name: str | None = No
             return _pyav_decode_all(data, label)
         except Exception as exc:  # noqa: BLE001
             first = exc.reason if isinstance(exc, DecodeError) else _describe(exc)
-            if "decord" not in available_backends():
+            if not _usable("decord"):
                 raise DecodeError(label, f"pyav: {first}") from None
             try:
                 return _decord_decode_all(data)
@@ -362,9 +356,28 @@ def _check_file(path: str | os.PathLike) -> None:
 def _backend_order(backend: str | None, fallback: bool) -> list[str]:
     if backend is not None:
         check_backend(backend)  # unknown: ValueError; not installable here: ImportError saying what to install
-    available = [b for b in FALLBACK_BACKENDS if b in available_backends()]
+    available = [b for b in FALLBACK_BACKENDS if _usable(b)]  # torchcodec is never imported unless asked for
     first = backend or (available[0] if available else "pyav")
     return [first] + ([b for b in available if b != first] if fallback else [])
+
+
+def _usable(name: str) -> bool:
+    if name in FALLBACK_BACKENDS:  # asked at every decode: the import attempt is cached
+        return _importable("av" if name == "pyav" else name)
+    try:
+        check_backend(name)
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:
