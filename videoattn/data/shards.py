@@ -268,7 +268,8 @@ def _merge(out: Path, num_parts: int) -> None:
     from litdata import complete_dataset
 
     if not any((out / f"{k}.{INDEX_FILE}").exists() for k in range(num_parts)):
-        raise ValueError(f"no readable video: nothing was written to {out} (see {out / '.parts'})")
+        first = next((line for k in range(num_parts) for line in (out / ".parts" / f"{k}.tsv").read_text(encoding="utf-8").splitlines()), "")
+        raise ValueError(f"no readable video: nothing was written to {out}; the first one: {first.replace(chr(9), ': ')}")
     complete_dataset(str(out))
 
 
