@@ -181,6 +181,23 @@ def time_loader(make_loader, items: int) -> float:
     return elapsed / max(got, 1)
 
 
+def time_loader_cpu(make_loader, items: int) -> tuple[float, float]:
+    """(wall seconds per item after the first, CPU seconds of the loader's workers per item over
+    their whole life). Worker CPU time counts the work done whatever else loads the machine."""
+    import resource
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers, once joined
+        return usage.ru_utime + usage.ru_stime
+
+    before = children()
+    wall = time_loader(make_loader, items)
+    import gc
+
+    gc.collect()  # the iterator's workers are joined when it is collected
+    return wall, (children() - before) / (items + 1)
+
+
 def time_in_process(paths: list[str], clips: int) -> tuple[float, float]:
     """(seconds per train sample, of which decoding) for the dataset called in this process,
     on random clips: decoding those frames is the floor of the loader."""
@@ -225,10 +242,12 @@ def time_files_and_shards(paths: list[str], many: list[str], root: Path, train_c
     test_shards = write_bench_shards(paths, root / "shards_test")
     out = {}
     for w in workers:
-        out[f"files_train_w{w}"] = time_loader(lambda w=w: ours_loader(many, "train", workers=w), train_clips)
-        out[f"shards_train_w{w}"] = time_loader(lambda w=w: shard_loader(train_shards, "train", workers=w), train_clips)
-        out[f"files_test_w{w}"] = time_loader(lambda w=w: ours_loader(paths, "test", workers=w), len(paths) - 1)
-        out[f"shards_test_w{w}"] = time_loader(lambda w=w: shard_loader(test_shards, "test", workers=w), len(paths) - 1)
+        for source, make_train, make_test in (
+            ("files", lambda w=w: ours_loader(many, "train", workers=w), lambda w=w: ours_loader(paths, "test", workers=w)),
+            ("shards", lambda w=w: shard_loader(train_shards, "train", workers=w), lambda w=w: shard_loader(test_shards, "test", workers=w)),
+        ):
+            out[f"{source}_train_w{w}"], out[f"{source}_train_w{w}_cpu"] = time_loader_cpu(make_train, train_clips)
+            out[f"{source}_test_w{w}"], out[f"{source}_test_w{w}_cpu"] = time_loader_cpu(make_test, len(paths) - 1)
     return out
 
 
@@ -311,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_shards:
             print(f"\n{'from files against from shards (same files)':<44}{'files':>12}{'shards':>14}{'shards/files':>14}")
             for w in args.workers:
-                for what, key, unit in (("train 8x8 clips/s", "train", "clip"), ("test 10x3-view videos/s", "test", "video")):
+                for what, key in (("train 8x8 clips/s", "train"), ("test 10x3-view videos/s", "test")):
                     files, shards = med[f"files_{key}_w{w}"], med[f"shards_{key}_w{w}"]
                     print(f"{what + f', {w} worker' + 's' * (w > 1):<44}{1 / files:>12.2f}{1 / shards:>14.2f}{files / shards:>13.2f}x")
+                    files, shards = med[f"files_{key}_w{w}_cpu"], med[f"shards_{key}_w{w}_cpu"]
+                    print(f"{'  workers CPU ms per ' + ('clip' if key == 'train' else 'video'):<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
             for what, key in (("train sample, CPU ms in process", "train"), ("10x3 test video, CPU ms in process", "test")):
                 files, shards = med[f"cpu_files_{key}"], med[f"cpu_shards_{key}"]
                 print(f"{what:<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
