@@ -178,6 +178,8 @@ def test_bad_arguments_are_named(dataset: dict, tmp_path: Path) -> None:
         write_shards(records, tmp_path / "b", classes=CLASSES[:2], progress=False)
     with pytest.raises(ValueError, match="no readable video: .*none.mp4: no such file"):
         write_shards([VideoRecord(str(tmp_path / "none.mp4"), 0, 0)], tmp_path / "c", classes=CLASSES, progress=False)
+    with pytest.raises(ValueError, match="out must be a local folder"):
+        write_shards(records, "s3://bucket/k400", classes=CLASSES, progress=False)
     with pytest.raises(ValueError, match="holds no shards"):
         VideoShardDataset(str(tmp_path))
 

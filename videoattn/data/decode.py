@@ -102,7 +102,7 @@ def check_backend(name: str) -> None:
 def _check_torchcodec() -> None:
     try:
         import torchcodec
-    except ImportError as exc:
+    except (ImportError, OSError, RuntimeError) as exc:  # absent, or its own libraries fail to load
         raise ImportError(f"backend 'torchcodec' needs the torchcodec package: pip install 'videoattn[torchcodec]' ({exc})") from None
     if getattr(torchcodec, "ffmpeg_major_version", None) is None:
         missing = [f"lib{lib}" for lib in FFMPEG_LIBRARIES if ctypes.util.find_library(lib) is None]

@@ -120,6 +120,8 @@ def write_shards(
     labels = {r.label for r in records}
     if not labels <= set(range(-1, len(classes))):
         raise ValueError(f"labels {sorted(labels - set(range(-1, len(classes))))[:5]} are outside the {len(classes)} classes")
+    if os.fspath(out).startswith(REMOTE_PREFIXES + ("file://",)):
+        raise ValueError(f"out must be a local folder, got {os.fspath(out)!r}: write the shards there, then upload the folder (aws s3 sync, gsutil rsync)")
     out = Path(out)
     parts_dir = out / ".parts"
     plan = {
