@@ -266,3 +266,16 @@ def test_cli_reads_class_folders_and_kinetics_csvs(tmp_path: Path, make_video) -
         assert shard_classes(tmp_path / out) == ["yoga", "zumba"]
         entries = read_all(str(tmp_path / out))
         assert sorted((Path(e.path).name[:3], e.label) for e in entries) == [("abc", 0), ("def", 1), ("ghi", 0)]
+
+
+def test_litdata_is_imported_only_when_shards_are_read(dataset: dict) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    code = "import sys, videoattn.data.shards as s; s.is_shard_location('x'); print('litdata' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    out = dataset["root"] / "shards"
+    write_shards(records_of(dataset), out, classes=CLASSES, progress=False)
+    ds = pickle.loads(pickle.dumps(VideoShardDataset(str(out))))  # as spawned workers receive it
+    assert isinstance(ds, VideoShardDataset) and sorted(e.row for e in ds) == sorted(dataset["good"])

@@ -355,74 +355,78 @@ class _DropLastWarning(logging.Filter):
         return "disabled the `drop_last` option" not in record.getMessage()
 
 
-def _streaming_base() -> type:
-    try:
-        from litdata import StreamingDataset
-    except ImportError:
-        return _NeedsLitData
-    return StreamingDataset
+def __getattr__(name: str) -> Any:
+    """``VideoShardDataset`` is made on first use, so that importing this module (to write
+    shards, or to ask ``is_shard_location``) does not import LitData."""
+    if name == "VideoShardDataset":
+        cls = _dataset_class()
+        globals()[name] = cls  # once: pickle finds the class here by its name
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _NeedsLitData:
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise ImportError(_INSTALL)
+def _dataset_class() -> type:
+    _require_litdata()
+    from litdata import StreamingDataset
 
+    class VideoShardDataset(StreamingDataset):
+        """The entries of a shard location as :class:`ShardEntry` (or ``transform(entry)``).
 
-class VideoShardDataset(_streaming_base()):  # type: ignore[misc]
-    """The entries of a shard location as :class:`ShardEntry` (or ``transform(entry)``).
+        ``location``: a local folder written by ``videoattn shard``, or a URL LitData reads
+        (``s3://``, ``gs://``, ...; ``local:/path`` or ``file:///path`` read a local folder as
+        remote storage, through LitData's cache). Iterate it, or through
+        ``litdata.StreamingDataLoader`` (stateful: resumable mid-epoch), or index it (``ds[i]``).
 
-    ``location``: a local folder written by ``videoattn shard``, or a URL LitData reads
-    (``s3://``, ``gs://``, ...; ``local:/path`` or ``file:///path`` read a local folder as
-    remote storage, through LitData's cache). Iterate it, or through
-    ``litdata.StreamingDataLoader`` (stateful: resumable mid-epoch), or index it (``ds[i]``).
+        Evaluation: ``shuffle=False, drop_last=False`` (the defaults) give every entry exactly once
+        across processes and DataLoader workers, in unequal shares when the count does not divide
+        (LitData splits chunks, then items, between ranks; tested on 1-4 processes x 0-3 workers).
+        Training: ``shuffle=True`` (chunk order and items within chunks, reseeded by ``set_epoch``)
+        and ``drop_last=True`` (equal shares across ranks, a few entries left out per epoch).
+        ``transform`` runs in the worker that reads the entry (e.g. decode it into a sample).
+        """
 
-    Evaluation: ``shuffle=False, drop_last=False`` (the defaults) give every entry exactly once
-    across processes and DataLoader workers, in unequal shares when the count does not divide
-    (LitData splits chunks, then items, between ranks; tested on 1-4 processes x 0-3 workers).
-    Training: ``shuffle=True`` (chunk order and items within chunks, reseeded by ``set_epoch``)
-    and ``drop_last=True`` (equal shares across ranks, a few entries left out per epoch).
-    ``transform`` runs in the worker that reads the entry (e.g. decode it into a sample).
-    """
+        def __init__(
+            self,
+            location: str | os.PathLike,
+            *,
+            shuffle: bool = False,
+            drop_last: bool = False,
+            seed: int = 0,
+            transform: Callable[[ShardEntry], Any] | None = None,
+            cache_dir: str | None = None,
+            max_cache_size: int | str = "50GB",
+            **streaming_kwargs: Any,
+        ) -> None:
+            url = _litdata_url(os.fspath(location))
+            if not url.startswith(REMOTE_PREFIXES) and not (Path(url) / INDEX_FILE).is_file():
+                raise ValueError(f"{location} holds no shards (no {INDEX_FILE}): write them with `videoattn shard`")
+            transforms: list[Callable[[Any], Any]] = [_to_entry] + ([transform] if transform is not None else [])
+            quiet = _DropLastWarning()
+            log = logging.getLogger("litdata.streaming.dataset")
+            if not drop_last:  # unpadded evaluation shares are what we want: no warning about them
+                log.addFilter(quiet)
+            try:
+                super().__init__(
+                    url, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                    max_cache_size=max_cache_size, transform=transforms, **streaming_kwargs,
+                )
+            finally:
+                log.removeFilter(quiet)
+            self.location = os.fspath(location)
 
-    def __init__(
-        self,
-        location: str | os.PathLike,
-        *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        transform: Callable[[ShardEntry], Any] | None = None,
-        cache_dir: str | None = None,
-        max_cache_size: int | str = "50GB",
-        **streaming_kwargs: Any,
-    ) -> None:
-        url = _litdata_url(os.fspath(location))
-        if not url.startswith(REMOTE_PREFIXES) and not (Path(url) / INDEX_FILE).is_file():
-            raise ValueError(f"{location} holds no shards (no {INDEX_FILE}): write them with `videoattn shard`")
-        transforms: list[Callable[[Any], Any]] = [_to_entry] + ([transform] if transform is not None else [])
-        quiet = _DropLastWarning()
-        log = logging.getLogger("litdata.streaming.dataset")
-        if not drop_last:  # unpadded evaluation shares are what we want: no warning about them
-            log.addFilter(quiet)
-        try:
-            super().__init__(
-                url, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                max_cache_size=max_cache_size, transform=transforms, **streaming_kwargs,
-            )
-        finally:
-            log.removeFilter(quiet)
-        self.location = os.fspath(location)
+        def __iter__(self) -> Any:
+            # LitData reads the rank and process count once, when the dataset is built: built before
+            # the process group started, every process would read the same entries.
+            import torch.distributed as dist
 
-    def __iter__(self) -> Any:
-        # LitData reads the rank and process count once, when the dataset is built: built before
-        # the process group started, every process would read the same entries.
-        import torch.distributed as dist
+            built = (self.distributed_env.global_rank, self.distributed_env.world_size)
+            if dist.is_available() and dist.is_initialized() and (dist.get_rank(), dist.get_world_size()) != built:
+                raise RuntimeError(
+                    f"VideoShardDataset({self.location!r}) was built as process {built[0]} of {built[1]}, but torch.distributed "
+                    f"runs process {dist.get_rank()} of {dist.get_world_size()}: build it after the process group starts (in the "
+                    "DataModule's setup() or its *_dataloader methods), else processes read the same videos"
+                )
+            return super().__iter__()
 
-        built = (self.distributed_env.global_rank, self.distributed_env.world_size)
-        if dist.is_available() and dist.is_initialized() and (dist.get_rank(), dist.get_world_size()) != built:
-            raise RuntimeError(
-                f"VideoShardDataset({self.location!r}) was built as process {built[0]} of {built[1]}, but torch.distributed "
-                f"runs process {dist.get_rank()} of {dist.get_world_size()}: build it after the process group starts (in the "
-                "DataModule's setup() or its *_dataloader methods), else processes read the same videos"
-            )
-        return super().__iter__()
+    VideoShardDataset.__module__, VideoShardDataset.__qualname__ = __name__, "VideoShardDataset"
+    return VideoShardDataset
