@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test demo clean ffmpeg-libs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,20 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The torchcodec backend (its tests run in `make test`) needs the system's FFmpeg shared
+# libraries (PyAV and decord bundle their own). Installed with apt-get where it can (root on
+# Debian/Ubuntu), else a message saying what to install.
+ffmpeg-libs:
+	@if ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so\.'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing FFmpeg's shared libraries for torchcodec: apt-get install -y ffmpeg"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	else \
+		echo "note: FFmpeg's shared libraries are missing; the torchcodec backend and its tests need them:"; \
+		echo "      sudo apt-get install ffmpeg (Debian/Ubuntu), conda install -c conda-forge 'ffmpeg<8', or brew install ffmpeg"; \
+	fi
+
+test: $(STAMP) ffmpeg-libs
 	$(PY) -m pytest -q tests
 
 # The embedded default: generate the synthetic dataset, train configs/demo.yaml,

@@ -1,9 +1,14 @@
 """Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
 H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
-fallback between backends; and every kind of bad file raising DecodeError naming the file.
+fallback between backends; every kind of bad file raising DecodeError naming the file; the
+same frames from encoded bytes in memory (with and without a known VideoInfo); decord's
+console noise kept out of the console; and torchcodec against PyAV.
 """
 from __future__ import annotations
 
+import io
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import pytest
 import torch
 
 from videoattn.data import decode
-from videoattn.data.decode import DecodeError, check_video, decode_frames, probe_num_frames, read_frames
+from videoattn.data.decode import DecodeError, check_video, decode_frames, probe_num_frames, probe_video, read_frames
 from videoattn.video_io import write_video
 
 VFR_PTS = [0, 1, 2, 5, 6, 9, 10, 11, 20, 21] + list(range(22, 62))  # 50 frames, irregular gaps
@@ -104,7 +109,7 @@ def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
     path = make_video("fb.mp4", num_frames=20)
 
     class Broken:
-        def __init__(self, path: str, threads: int) -> None:
+        def __init__(self, *args: object) -> None:
             raise RuntimeError("simulated decoder crash")
 
     monkeypatch.setitem(decode._READERS, "pyav", Broken)
@@ -198,3 +203,113 @@ def test_check_video_finds_errors_in_the_middle(tmp_path: Path, bad_files: dict[
     with pytest.raises(DecodeError, match="pyav: .*decord: "):  # both decoders tried, both reasons kept
         check_video(bad_files["corrupt_middle"])
     assert check_video(noisy_video(tmp_path / "clean_noise.mp4")) == 40
+
+
+# ----------------------------------------------------------------------- encoded bytes in memory
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_bytes_and_file_objects_give_the_frames_of_the_file(make_video, case: str, backend: str) -> None:
+    path = make_video(f"{case}.mp4", num_frames=50, **CASES[case])
+    from_file = read_frames(path, INDICES, backend=backend, fallback=False)
+    data = path.read_bytes()
+    for source in (data, bytearray(data), memoryview(data), io.BytesIO(data)):
+        frames = read_frames(source, INDICES, backend=backend, fallback=False)
+        assert torch.equal(frames, from_file), type(source).__name__
+    assert probe_num_frames(data, backend=backend, fallback=False) == 50
+
+
+def test_known_info_skips_the_probe_and_gives_the_same_frames(make_video, monkeypatch) -> None:
+    """A VideoInfo as a shard carries it (count, rate, timestamps): PyAV opens the bytes and
+    seeks with the given timestamps, without the demux pass; decord samples with its count."""
+    path = make_video("vfr.mp4", num_frames=50, **CASES["h264_vfr"])
+    data = path.read_bytes()
+    info = probe_video(data)
+    assert info.num_frames == 50 and info.pts is not None
+    assert info.pts.tolist() == [p * int(info.pts[1]) for p in VFR_PTS]  # in the stream's time base
+    assert info.fps == probe_video(path).fps and info == decode.VideoInfo(50, info.fps)  # pts not compared
+    reference = read_frames(path, INDICES, fallback=False)
+    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", None)  # a probe would fail now
+    for backend in ("pyav", "decord"):
+        assert torch.equal(read_frames(data, INDICES, backend=backend, fallback=False, info=info), reference), backend
+    seen = []
+    decode_frames(data, lambda n, fps: seen.append((n, fps)) or np.array([3]), info=decode.VideoInfo(50, 12.5, info.pts))
+    assert seen == [(50, 12.5)]  # select gets the given count and rate
+    with pytest.raises(ValueError, match="timestamps"):
+        decode.VideoInfo(49, 30.0, info.pts)
+
+
+def test_bad_bytes_raise_decode_error_with_a_reason(bad_files: dict[str, Path], make_video) -> None:
+    for kind in ("random_bytes", "text", "truncated", "audio_only", "corrupt_middle"):
+        data = bad_files[kind].read_bytes()
+        indices = [0, 25] if kind == "corrupt_middle" else [0]
+        with pytest.raises(DecodeError) as info:
+            read_frames(data, indices, name=f"shard entry {kind}")
+        assert info.value.path == f"shard entry {kind}" and info.value.reason, kind
+        assert "pyav: " in info.value.reason and "decord: " in info.value.reason, kind
+        with pytest.raises(DecodeError):
+            check_video(data, name=kind)
+    with pytest.raises(DecodeError, match=r"<5000 bytes>: pyav: .*decord: cannot open: Invalid data"):
+        read_frames(bad_files["random_bytes"].read_bytes(), [0])
+    with pytest.raises(DecodeError, match="empty"):
+        read_frames(b"", [0])
+    with pytest.raises(TypeError, match="path, bytes or a binary file object"):
+        read_frames(12, [0])  # type: ignore[arg-type]
+    assert check_video(make_video("ok.mp4", num_frames=30).read_bytes()) == 30
+
+
+def test_decord_prints_nothing_to_the_console(bad_files: dict[str, Path], capfd) -> None:
+    """decord writes its own C++ error lines to fd 2 (for bytes: with the bytes as the file
+    name); they go into our reason instead of the console."""
+    for kind in ("random_bytes", "truncated", "corrupt_middle"):
+        for source in (bad_files[kind], bad_files[kind].read_bytes()):
+            with pytest.raises(DecodeError) as info:
+                read_frames(source, [0, 25] if kind == "corrupt_middle" else [0], backend="decord")
+            assert "decord: " in info.value.reason
+            assert "[" not in info.value.reason.split("decord: ")[1][:3]  # no "[14:30:14] src/x.cc:83:" prefix
+    out, err = capfd.readouterr()
+    assert "video_reader.cc" not in err and "ERROR" not in err and ".cc:" not in err, err[:500]
+    assert err == ""
+    print("python's own stderr", file=sys.stderr)  # fd 2 is restored afterwards
+    assert "python's own stderr" in capfd.readouterr().err
+
+
+# ------------------------------------------------------------------------------- torchcodec
+
+
+def _torchcodec_ready() -> bool:
+    try:
+        decode.check_backend("torchcodec")
+    except ImportError as exc:
+        if os.environ.get("CI"):  # CI installs FFmpeg (Makefile): a missing library is a failure there
+            raise
+        pytest.skip(str(exc))
+    return True
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_torchcodec_gives_the_frames_of_pyav(make_video, case: str) -> None:
+    _torchcodec_ready()
+    path = make_video(f"{case}.mp4", num_frames=50, **CASES[case])
+    reference = read_frames(path, INDICES, backend="pyav", fallback=False)
+    for source in (path, path.read_bytes()):
+        frames = read_frames(source, INDICES, backend="torchcodec", fallback=False)
+        assert frames.dtype == torch.uint8 and frames.device.type == "cpu"
+        assert (frames.int() - reference.int()).abs().max().item() == 0
+    assert "torchcodec" in decode.available_backends()
+
+
+def test_torchcodec_bad_input_and_missing_ffmpeg_are_named(bad_files: dict[str, Path], monkeypatch) -> None:
+    _torchcodec_ready()
+    with pytest.raises(DecodeError, match="torchcodec: "):
+        read_frames(bad_files["random_bytes"], [0], backend="torchcodec", fallback=False)
+    import ctypes.util
+
+    import torchcodec
+
+    monkeypatch.setattr(torchcodec, "ffmpeg_major_version", None)  # as without FFmpeg's libraries
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name in ("avcodec", "avformat") else f"lib{name}.so")
+    with pytest.raises(ImportError, match=r"FFmpeg's shared libraries \(missing here: libavcodec, libavformat\).*apt-get install ffmpeg"):
+        read_frames(bad_files["random_bytes"], [0], backend="torchcodec")
+    assert "torchcodec" not in decode.available_backends()

@@ -19,6 +19,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "models": ("videoattn.tools.models", "list the registered models"),
     "flops": ("videoattn.tools.flops", "parameters and GFLOPs per view of a model"),
     "check-data": ("videoattn.tools.check_data", "scan a dataset for unreadable videos"),
+    "shard": ("videoattn.tools.shard", "write a dataset as LitData shards for clusters"),
     "synth": ("videoattn.tools.synth", "generate the synthetic action dataset"),
     "visualize": ("videoattn.tools.visualize", "render attention maps of a checkpoint"),
     "export": ("videoattn.tools.export", "export a checkpoint to ONNX or torch.export, checked against PyTorch"),
