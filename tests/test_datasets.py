@@ -1,7 +1,9 @@
-"""Tests for videoattn.data.datasets.VideoClipDataset: which frames end up in train / val / test"""
-# samples (videos whose frame i is a flat grey 20 + 4*i), multi-view test equal to decoding
-# each view separately, repeated augmentation from one decode, short and tiny videos, and bad
-# videos (train replaces them, evaluation reports them; logged once per path and process).
+"""Tests for videoattn.data.datasets (VideoClipDataset, VideoClips, ShardSamples): which frames"""
+# end up in train / val / test samples (videos whose frame i is a flat grey 20 + 4*i), uint8
+# clips that normalise to the numbers of the float path, multi-view test equal to decoding
+# each view separately, repeated augmentation from one decode, seeded keys, short and tiny
+# videos, bad videos (train replaces them, evaluation reports them; logged once per path and
+# process), and shard entries giving the samples of their files.
 from __future__ import annotations
 
 import logging
@@ -17,7 +19,7 @@ from videoattn.data.clip import ClipSettings
 from videoattn.data.datasets import VideoClipDataset
 from videoattn.data.decode import read_frames
 from videoattn.data.sampling import uniform_clips
-from videoattn.data.transforms import normalize, short_side_resize, spatial_crops, to_tchw
+from videoattn.data.transforms import normalize, normalize_video, short_side_resize, spatial_crops, to_tchw
 from videoattn.video_io import write_video
 
 MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
@@ -31,8 +33,8 @@ def grey_video(path: Path, num_frames: int = 40, h: int = 32, w: int = 48) -> Pa
 
 
 def frame_numbers(video: torch.Tensor) -> list[int]:
-    """[C, T, H, W] normalised grey clip -> the source frame index of each of its T frames."""
-    grey = (video * STD[0] + MEAN[0]) * 255  # undo normalisation
+    """[C, T, H, W] grey clip (uint8, or normalised) -> the source frame index of each of its T frames."""
+    grey = video.float() if video.dtype == torch.uint8 else (video * STD[0] + MEAN[0]) * 255  # undo normalisation
     return [round((float(v) - 20) / 4) for v in grey.mean(dim=(0, 2, 3))]
 
 
@@ -53,7 +55,7 @@ def test_train_clip_is_a_strided_clip_with_random_scale_and_crop(grey_records) -
         assert sample["label"] == 1 and sample["video_index"] == 1 and sample["path"] == grey_records[1].path
         assert sample["skipped"] == []
         video = sample["video"]
-        assert video.shape == (1, 3, 4, 32, 32) and video.dtype == torch.float32
+        assert video.shape == (1, 3, 4, 32, 32) and video.dtype == torch.uint8
         idx = frame_numbers(video[0])
         assert np.diff(idx).tolist() == [3, 3, 3] and 0 <= idx[0] <= 40 - 10
         starts.add(idx[0])
@@ -76,11 +78,13 @@ def test_test_views_from_one_decode_equal_per_view_decoding(grey_records, tmp_pa
     video = ds[0]["video"]
     assert len(calls) == 1  # one decode for all 9 views
     assert video.shape == (9, 3, 4, 36, 36)
+    assert video.dtype == torch.uint8
     expected = []
-    for clip in uniform_clips(30, 4, 2, 3):  # each view decoded separately
+    for clip in uniform_clips(30, 4, 2, 3):  # each view decoded separately, normalised as floats
         frames = short_side_resize(to_tchw(read_frames(path, clip)), 40)
         expected += [normalize(c) for c in spatial_crops(frames, 36, 3)]
-    assert torch.equal(video, torch.stack(expected))  # temporal-major view order
+    # the model's input: the uint8 views normalised (on the device) equal the float path
+    assert torch.equal(normalize_video(video), torch.stack(expected))  # temporal-major view order
 
 
 def test_repeated_augmentation_uses_one_decode(grey_records, monkeypatch) -> None:
@@ -157,3 +161,53 @@ def test_target_fps_keeps_clip_duration(tmp_path: Path) -> None:
     assert frame_numbers(ds[0]["video"][0]) == [16, 18, 20, 22]  # stride 2, span 7, slack 33 -> start 16
     native = VideoClipDataset([VideoRecord(str(path), 0, 0)], "val", ClipSettings(num_frames=4, sampling_rate=4, **SMALL))
     assert np.diff(frame_numbers(native[0]["video"][0])).tolist() == [4, 4, 4]
+
+
+def test_seeded_keys_give_reproducible_draws_without_touching_the_global_generator(tmp_path: Path, make_video) -> None:
+    path = make_video("moving.mp4", num_frames=40, height=48, width=64)
+    ds = VideoClipDataset([VideoRecord(str(path), 0, 0)], "train", ClipSettings(num_frames=4, sampling_rate=2, train_short_side=(32, 48), crop_size=32))
+    before = torch.get_rng_state()
+    first, again = ds[(0, 123)]["video"], ds[(0, 123)]["video"]
+    assert torch.equal(first, again)
+    others = [ds[(0, seed)]["video"] for seed in range(8)]
+    assert sum(not torch.equal(first, v) for v in others) >= 6  # start, scale, crop and flip change with the seed
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def _entry(path: str, label: int, row: int):
+    from videoattn.data.decode import probe_video
+    from videoattn.data.shards import ShardEntry
+
+    return ShardEntry(Path(path).read_bytes(), label, row, path, probe_video(path))
+
+
+@pytest.mark.parametrize("mode", ["train", "val", "test"])
+def test_a_shard_entry_gives_the_sample_of_its_file(tmp_path: Path, make_video, mode: str) -> None:
+    from videoattn.data.datasets import ShardSamples, VideoClips
+    from videoattn.data.samplers import sample_seed
+
+    clip = ClipSettings(num_frames=4, sampling_rate=2, test_views=(2, 3), train_short_side=(32, 40), crop_size=32, test_short_side=32, test_crop_size=32)
+    paths = [str(make_video(f"v{i}.mp4", num_frames=24 + i, height=32, width=48, seed=i)) for i in range(3)]
+    files = VideoClipDataset([VideoRecord(p, i % 2, i) for i, p in enumerate(paths)], mode, clip)
+    shards = ShardSamples(VideoClips(mode, clip), seed=7 if mode == "train" else None)
+    shards.set_epoch(3)
+    for i, p in enumerate(paths):
+        key = (i, sample_seed(7, 3, i)) if mode == "train" else i  # what the train sampler gives for epoch 3
+        expected, got = files[key], shards(_entry(p, i % 2, i))
+        assert torch.equal(got["video"], expected["video"]) and got["video"].dtype == torch.uint8
+        assert {k: got[k] for k in ("label", "video_index", "path", "skipped")} == {k: expected[k] for k in ("label", "video_index", "path", "skipped")}
+
+
+def test_a_corrupt_shard_entry_is_skipped_and_labels_are_mapped(tmp_path: Path, make_video) -> None:
+    from videoattn.data.datasets import ShardSamples, VideoClips
+    from videoattn.data.shards import ShardEntry
+
+    good = _entry(str(make_video("v.mp4", num_frames=20, height=32, width=48)), 1, 4)
+    corrupt = ShardEntry(b"\0" * 300, 0, 5, "/data/bad.mp4", good.info)
+    for mode in ("train", "test"):
+        samples = ShardSamples(VideoClips(mode, ClipSettings(num_frames=2, sampling_rate=2, test_views=(1, 1), **SMALL)), labels=[2, 0], seed=0)
+        failed = samples(corrupt)
+        assert failed["video"] is None and failed["label"] == 2 and failed["video_index"] == 5
+        assert failed["skipped"][0]["path"] == "/data/bad.mp4" and failed["skipped"][0]["video_index"] == 5 and failed["skipped"][0]["reason"]
+        ok = samples(good)
+        assert ok["video"] is not None and ok["label"] == 0 and ok["skipped"] == []

@@ -1,6 +1,6 @@
 """Tests for videoattn.data.transforms: short-side resize (against torchvision's own short-side
 resize), crops (PySlowFast's uniform_crop positions), flip, normalisation, SlowFast packing
-(pytorchvideo's PackPathway index rule).
+(pytorchvideo's PackPathway index rule), and normalize_video (uint8 clips) equal to normalize.
 """
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from videoattn.data.transforms import (
+    KINETICS_MEAN,
+    KINETICS_STD,
     centre_crop,
     horizontal_flip,
     normalize,
+    normalize_video,
     pack_pathways,
     random_crop,
     short_side_resize,
@@ -78,3 +81,15 @@ def test_pack_pathways_follows_pytorchvideo() -> None:
     assert [p.shape[2] for p in pack_pathways(views, 8)] == [4, 32]
     with pytest.raises(ValueError, match="too short"):
         pack_pathways(torch.zeros(3, 2, 2, 2), 4)
+
+
+@pytest.mark.parametrize("mean, std", [(KINETICS_MEAN, KINETICS_STD), ((0.43, 0.45, 0.41), (0.2, 0.225, 0.23))])
+def test_normalize_video_gives_the_numbers_of_normalize(mean, std) -> None:
+    frames = torch.randint(0, 256, (2, 4, 3, 10, 12), dtype=torch.uint8)  # [B, T, 3, H, W]
+    clips = frames.transpose(1, 2).contiguous()  # [B, 3, T, H, W], as the datasets give them
+    expected = normalize(frames, mean, std)
+    assert torch.equal(normalize_video(clips, mean, std), expected)  # bit for bit: same float32 operations
+    slow, fast = normalize_video([clips[:, :, ::2], clips], mean, std)
+    assert torch.equal(fast, expected) and torch.equal(slow, expected[:, :, ::2])
+    with pytest.raises(ValueError, match="uint8 clips"):
+        normalize_video(expected, mean, std)

@@ -1,7 +1,12 @@
 """PreciseBN: recompute BatchNorm statistics on training batches before each validation during
 fit (PySlowFast's BN.USE_PRECISE_STATS; the estimation is :func:`videoattn.precise_bn.update_precise_bn`).
+The batches go through what Lightning applies to training batches: moved to the module's
+device, then the data module's ``on_after_batch_transfer`` (KineticsDataModule normalises its
+uint8 clips there), or the module's when there is no data module.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -26,7 +31,11 @@ class PreciseBN(Callback):
             return
         dm = trainer.datamodule
         loader = dm.train_dataloader() if dm is not None else trainer.train_dataloader
+        hooks = dm if dm is not None else pl_module
+
+        def to_input(batch: Any) -> Any:
+            return hooks.on_after_batch_transfer(move_data_to_device(batch, pl_module.device), 0)["video"]
+
         with torch.inference_mode(False), torch.no_grad(), trainer.precision_plugin.train_step_context():
-            used = update_precise_bn(pl_module, loader, self.num_batches,
-                                     to_input=lambda b: move_data_to_device(b["video"], pl_module.device))
+            used = update_precise_bn(pl_module, loader, self.num_batches, to_input=to_input)
         rank_zero_info(f"precise BN: statistics recomputed on {used} training batches")

@@ -2,7 +2,9 @@
 
 Test and predict give each process a disjoint, ascending share of the videos (the data
 module's unpadded eval sampler), so each process's file is already sorted by ``video_index``
-and the merge is a k-way merge: memory stays bounded whatever the number of videos.
+and the merge is a k-way merge: memory stays bounded whatever the number of videos. (Shards
+stream each process's share in the order of its DataLoader workers' chunks: such a file is
+sorted once, when it is closed.)
 """
 from __future__ import annotations
 
@@ -37,13 +39,22 @@ class RankFiles:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"rank{rank}.jsonl"
         self._file = self.path.open("w", encoding="utf-8")
+        self._last: int | None = None
+        self._in_order = True
 
     def write(self, row: dict[str, Any]) -> None:
+        index = row["video_index"]
+        self._in_order = self._in_order and (self._last is None or index >= self._last)
+        self._last = index
         self._file.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+            if not self._in_order:
+                lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+                lines.sort(key=lambda line: json.loads(line)["video_index"])
+                self.path.write_text("".join(lines), encoding="utf-8")
 
     def merged(self) -> Iterator[dict[str, Any]]:
         """Every process's rows in ``video_index`` order, each index once."""

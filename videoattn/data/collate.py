@@ -1,8 +1,10 @@
-"""Batching samples of VideoClipDataset into pytorchvideo-style dicts: `video`, `label`,
-`video_index`, `path`, plus `skipped` (videos that failed to decode, with the reason).
+"""Batching samples (VideoClipDataset's, or ShardSamples') into pytorchvideo-style dicts:
+`video`, `label`, `video_index`, `path`, plus `skipped` (videos that failed to decode, with the
+reason). Clips keep their dtype (uint8 from the datasets: normalised on the device).
   train: [B*K, C, T, H, W] (K clips per video, labels repeated)   val: [B, C, T, H, W]
   test / predict: [B, V, C, T, H, W]          SlowFast: `[slow, fast]`, each shaped as above
-Failed videos are dropped; if all failed, `video` is None and label/video_index are empty.
+Failed videos are dropped; if all failed, `video` is None and label/video_index are empty
+(evaluation); a training batch with no readable video raises, naming them.
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ class VideoCollate:
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         skipped = [entry for s in samples for entry in s["skipped"]]
         ok = [s for s in samples if s["video"] is not None]
+        if not ok and self.mode == "train" and skipped:
+            # files replace a failed video, a shard stream cannot: a whole batch lost is a broken dataset
+            shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            raise RuntimeError(f"no video of a training batch could be decoded ({len(skipped)} failed: {shown}); is the dataset readable? "
+                               "Check it with `videoattn check-data`, or rewrite the shards with `videoattn shard --check full`.")
         if not ok:
             empty = torch.zeros(0, dtype=torch.long)
             return {"video": None, "label": empty, "video_index": empty.clone(), "path": [], "skipped": skipped}

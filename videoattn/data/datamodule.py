@@ -2,16 +2,25 @@
 
 A stage reads only its own data: ``fit`` the train list (and val if given), ``validate`` val,
 ``test`` the test list, ``predict`` its input (a video file, a folder, a glob or a list; no
-labels needed). Class names come from ``classes`` (a list or a class-list file; the CLI passes
-a checkpoint's names here) or, when not given, from the train annotations (else the first
-annotation source given), read on first use so that ``num_classes`` can be linked to the model.
+labels needed). Any of them may instead be a shard location (``videoattn shard``'s output: a
+local folder, or a URL LitData reads), decoded from memory by the same clip code. Class names
+come from ``classes`` (a list or a class-list file; the CLI passes a checkpoint's names here)
+or, when not given, from the train annotations or shards (else the first source given), read on
+first use so that ``num_classes`` can be linked to the model.
+
 The data module builds its own samplers (the CLI sets ``use_distributed_sampler=False``):
 shuffled per-epoch train shares, unpadded eval shares (every video exactly once under DDP).
+Batches carry uint8 clips; ``on_after_batch_transfer`` normalises them on the device. The train
+loader is stateful (torchdata's ``StatefulDataLoader`` for files, LitData's
+``StreamingDataLoader`` for shards): Lightning saves its position in checkpoints, and a run
+resumed mid-epoch continues with the next batch, the augmentation included (each sample's
+random draws are seeded by (seed, epoch, video), see :mod:`videoattn.data.samplers`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 import lightning as L
@@ -21,9 +30,11 @@ from torch.utils.data import DataLoader
 from videoattn.data.annotations import VIDEO_EXTENSIONS, VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
 from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
-from videoattn.data.datasets import VideoClipDataset
+from videoattn.data.datasets import ShardSamples, VideoClipDataset, VideoClips
 from videoattn.data.decode import BACKENDS
 from videoattn.data.samplers import ShardedEvalSampler, dist_rank_and_world, train_sampler
+from videoattn.data.shards import INDEX_FILE, REMOTE_PREFIXES, shard_classes
+from videoattn.data.transforms import normalize_video
 
 __all__ = ["KineticsDataModule", "STAGE_SPLITS"]
 
@@ -38,6 +49,11 @@ STAGE_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def _under_root(root: str, source: str) -> str:
+    path = os.path.expanduser(source)
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
 def _is_list_file(source: str) -> bool:
     path = os.path.expanduser(source)
     return os.path.isfile(path) and os.path.splitext(path)[1].lower() not in VIDEO_EXTENSIONS
@@ -50,13 +66,15 @@ class KineticsDataModule(L.LightningDataModule):
     Args:
         root: folder that annotation paths and video paths are relative to.
         train, val, test: an annotation file (``path label`` / ``path,label`` lines or an
-            official Kinetics CSV) or a folder with one sub-folder per class; relative to
-            ``root`` or absolute.
-        predict: a video file, a folder (searched recursively), a glob pattern, or an
-            annotation list; labels are optional.
+            official Kinetics CSV), a folder with one sub-folder per class, or shards written by
+            ``videoattn shard`` (their folder, or a URL LitData reads: ``s3://``, ``gs://``,
+            ``local:/path`` or ``file:///path``...); relative to ``root`` or absolute.
+        predict: a video file, a folder (searched recursively), a glob pattern, an
+            annotation list, or shards; labels are optional.
         classes: class names in index order, or a class-list file (one name per line). Default:
-            the sorted names found in the train annotations (``0..max`` for integer labels).
-            Labels of val/test outside these classes are an error naming them.
+            the sorted names found in the train annotations (``0..max`` for integer labels), or
+            the shards' ``classes.txt``. Labels of val/test outside these classes are an error
+            naming them (shards written with other class lists are mapped by name).
         clip: how videos become clips (frames, stride, sizes, views, normalisation), see
             :class:`~videoattn.data.clip.ClipSettings`.
         batch_size: videos per train/val batch (train: each gives ``clip.clips_per_video`` rows).
@@ -68,6 +86,8 @@ class KineticsDataModule(L.LightningDataModule):
             per worker. seed: shuffling and augmentation seed.
         pin_memory: default: when CUDA is available. persistent_workers: keep workers between
             epochs (only with num_workers > 0).
+        shard_cache_dir: where LitData keeps the chunks it streams from a URL (default: its
+            own, under ``~/.lightning``); a node-local disk on clusters.
     """
 
     def __init__(
@@ -88,6 +108,7 @@ class KineticsDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        shard_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -110,10 +131,13 @@ class KineticsDataModule(L.LightningDataModule):
         self.backend, self.decode_threads = backend, decode_threads
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.shard_cache_dir = shard_cache_dir
         self._given_classes = classes
         self._classes: list[str] | None = None
         self.records: dict[str, list[VideoRecord]] = {}
         self.datasets: dict[str, VideoClipDataset] = {}
+        self.label_maps: dict[str, list[int] | None] = {}  # shards: shard label -> class index (None: same classes)
+        self._train_position: dict[str, Any] | None = None  # a resumed run's train loader state, until training starts
 
     # ------------------------------------------------------------------------------ classes
 
@@ -124,8 +148,11 @@ class KineticsDataModule(L.LightningDataModule):
             names = resolve_classes(self._given_classes, self.root)
             if names is None:
                 split = next((s for s in ("train", "val", "test", "predict") if self.sources[s]), None)
-                raw = self._raw(split) if split else []
-                names = infer_classes([raw])
+                location = self.shard_location(split) if split else None
+                if location is not None:
+                    names = shard_classes(location, cache_dir=self.shard_cache_dir)
+                else:
+                    names = infer_classes([self._raw(split) if split else []])
                 if not names:
                     raise ValueError(f"no class names found in the {split} annotations (unlabelled): pass `classes` or a checkpoint")
             self._classes = names
@@ -151,7 +178,40 @@ class KineticsDataModule(L.LightningDataModule):
                 raise ValueError(f"the {stage} stage needs `{split}=` (data.{split}): none was given")
         for split in needed + optional:
             if self.sources[split]:
-                self._dataset(split)
+                if self.shard_location(split) is not None:
+                    self._label_map(split)  # shard datasets are built per loader, after the process group starts
+                else:
+                    self._dataset(split)
+
+    def shard_location(self, split: str) -> str | None:
+        """The shard location ``split`` reads (a URL, or a local folder holding LitData's
+        ``index.json``), None when it reads annotations or video files."""
+        source = self.sources.get(split)
+        if not source:
+            return None
+        text = os.fspath(source)
+        if text.startswith(REMOTE_PREFIXES + ("file://",)):
+            return text
+        path = _under_root(self.root, text)
+        return path if os.path.isfile(os.path.join(path, INDEX_FILE)) else None
+
+    def _label_map(self, split: str) -> list[int] | None:
+        """Shard label -> class index, by name (None when the shards have this data's classes)."""
+        if split not in self.label_maps:
+            location = self.shard_location(split)
+            assert location is not None
+            names = shard_classes(location, cache_dir=self.shard_cache_dir)
+            index = {name: i for i, name in enumerate(self.classes)}
+            unknown = [name for name in names if name not in index]
+            if unknown and split != "predict":
+                raise ValueError(
+                    f"the {split} shards at {location} have {len(unknown)} classes that are not among the {self.num_classes} classes "
+                    f"(first: {', '.join(map(repr, unknown[:10]))}); pass the class list they were written with as `classes`"
+                )
+            if unknown:
+                log.warning("predict: the shards' classes %s are not among the %d classes; their videos are predicted without a label", unknown[:5], self.num_classes)
+            self.label_maps[split] = None if names == self.classes else [index.get(name, -1) for name in names]
+        return self.label_maps[split]
 
     def _raw(self, split: str) -> list[Any]:
         source = self.sources[split]
@@ -181,40 +241,124 @@ class KineticsDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------------ dataloaders
 
-    def _loader(self, split: str, sampler: Any, batch_size: int, drop_last: bool = False) -> DataLoader:
+    def _loader(self, split: str, sampler: Any, batch_size: int, drop_last: bool = False, *, stateful: bool = False) -> DataLoader:
         rank, _ = dist_rank_and_world()
-        return DataLoader(
-            self._dataset(split),
+        cls: type[DataLoader] = DataLoader
+        if stateful:  # training: Lightning saves and restores its position (mid-epoch resume)
+            from torchdata.stateful_dataloader import StatefulDataLoader
+
+            cls = StatefulDataLoader
+        with warnings.catch_warnings():  # torchdata 0.11 calls torch.set_vital, deprecated in torch
+            warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+            return cls(
+                self._dataset(split),
+                batch_size=batch_size,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                collate_fn=VideoCollate(split),
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers,
+                drop_last=drop_last,
+                generator=torch.Generator().manual_seed(self.seed + 1000 * rank),
+            )
+
+    def _shard_loader(self, split: str, batch_size: int) -> DataLoader:
+        """LitData's StreamingDataLoader over the shards of ``split``, its entries made into samples
+        by the clip code of files. The dataset is built here, per loader: LitData reads the rank
+        and world size when it is built, and the process group starts after ``setup``."""
+        from litdata import StreamingDataLoader
+
+        from videoattn.data.shards import VideoShardDataset
+
+        train = split == "train"
+        clips = VideoClips(split, self.clip, backend=self.backend, decode_threads=self.decode_threads)
+        transform = ShardSamples(clips, labels=self._label_map(split), seed=self.seed if train else None)
+        # train: shuffled, equal shares (drop_last); evaluation: every entry once, in list order per process
+        dataset = VideoShardDataset(self.shard_location(split), shuffle=train, drop_last=train, seed=self.seed, transform=transform,
+                                    cache_dir=self.shard_cache_dir)
+        rank, _ = dist_rank_and_world()
+        return StreamingDataLoader(
+            dataset,
             batch_size=batch_size,
-            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=VideoCollate(split),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            drop_last=drop_last,
             generator=torch.Generator().manual_seed(self.seed + 1000 * rank),
         )
 
+    def _epoch(self) -> int:
+        """The trainer's epoch (0 without a trainer): a loader made when a run resumes starts there."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
     def train_dataloader(self) -> DataLoader:
+        if self.shard_location("train") is not None:
+            loader = self._shard_loader("train", self.batch_size)
+            loader.current_epoch = self._epoch()  # LitData counts its epochs per loader, from 1 at the first pass
+            if self._train_position is not None:
+                loader.load_state_dict(self._train_position)
+            return loader
         ds = self._dataset("train")
-        sampler = train_sampler(len(ds), seed=self.seed)
-        return self._loader("train", sampler, self.batch_size, drop_last=len(sampler) > self.batch_size)
+        sampler = train_sampler(len(ds), seed=self.seed, sample_seeds=True)
+        if len(sampler) > self.batch_size:  # whole batches only (one incomplete batch is kept)
+            sampler.batch_size = self.batch_size
+        # Lightning calls set_epoch at each epoch's start, after the first iterator was made
+        # (whose workers take the sampler's first indices at once)
+        sampler.set_epoch(self._epoch())
+        loader = self._loader("train", sampler, self.batch_size, stateful=True)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.sources["val"]:  # fit without validation data: Lightning skips the loop
             return []
-        return self._loader("val", ShardedEvalSampler(len(self._dataset("val"))), self.batch_size)
+        return self._eval_loader("val", self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", ShardedEvalSampler(len(self._dataset("test"))), self.test_batch_size)
+        return self._eval_loader("test", self.test_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", ShardedEvalSampler(len(self._dataset("predict"))), self.test_batch_size)
+        return self._eval_loader("predict", self.test_batch_size)
 
-    # ------------------------------------------------------------- class order in checkpoints
+    def _eval_loader(self, split: str, batch_size: int) -> DataLoader:
+        if self.shard_location(split) is not None:
+            return self._shard_loader(split, batch_size)
+        return self._loader(split, ShardedEvalSampler(len(self._dataset(split))), batch_size)
+
+    # ------------------------------------------------------------------------- on the device
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise the batch's uint8 clips on the device it was moved to: float32
+        ``(x / 255 - clip.mean) / clip.std`` (:func:`~videoattn.data.transforms.normalize_video`).
+        Lightning calls it for every batch; code that iterates the loaders itself calls it too."""
+        trainer = getattr(self, "trainer", None)
+        if self._train_position is not None and trainer is not None and trainer.training:
+            self._train_position = None  # the resumed position is in use: later loaders start afresh
+        if isinstance(batch, dict):
+            video = batch.get("video")
+            first = video[0] if isinstance(video, (list, tuple)) else video
+            if isinstance(first, torch.Tensor) and first.dtype == torch.uint8:
+                batch["video"] = normalize_video(video, self.clip.mean, self.clip.std)
+        return batch
+
+    # ------------------------------------------------ checkpoints: class order, train position
 
     def state_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes)}
+        """The class names, and during fit the train loader's position (``train_loader``).
+
+        Lightning saves the loader's state too, but does not restore it when the module asks for
+        ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` (VideoClassifier does:
+        the loader is made before the checkpoint's loop state is read; Lightning issue #20550):
+        the data module restores it itself, in the first train loaders it makes after
+        :meth:`load_state_dict`."""
+        state: dict[str, Any] = {"classes": list(self.classes)}
+        trainer = getattr(self, "trainer", None)
+        loader = trainer.train_dataloader if trainer is not None and trainer.state.fn == "fit" else None
+        if callable(getattr(loader, "state_dict", None)):
+            state["train_loader"] = loader.state_dict()  # type: ignore[union-attr]
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("classes")
@@ -224,3 +368,4 @@ class KineticsDataModule(L.LightningDataModule):
                 "pass the checkpoint's class list as `classes` (first differences: "
                 f"{[(i, a, b) for i, (a, b) in enumerate(zip(saved, self.classes)) if a != b][:3]})"
             )
+        self._train_position = state_dict.get("train_loader")

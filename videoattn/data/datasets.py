@@ -1,9 +1,23 @@
-"""The video dataset: one decode per video, then clips and views in memory.
+"""Videos -> samples, one decode per video, the same code for files and for shards.
+
+  VideoClips(mode, clip)(source, info=...)   one video (a path, or its encoded bytes with its
+                                             VideoInfo) -> its uint8 clips or views
+  VideoClipDataset(records, mode, clip)[i]   the sample of the i-th video file
+  ShardSamples(VideoClips(...))(entry)       the same sample from a shard entry (in memory)
+
   train   -> `clips_per_video` random clips (random short-side scale, random crop, flip)
   val     -> the centre clip (short side, centre crop)
   test / predict -> temporal x spatial views, all from ONE decode of the video
-A video that fails to decode never raises: train draws another video and reports the failed
-one in the sample's `skipped` list; evaluation returns a sample without `video`, listed too.
+
+Clips are uint8 ``[.., 3, T, H, W]``, a quarter of float32's bytes to move between processes
+and to the device; normalise them where the model runs:
+``videoattn.data.transforms.normalize_video(video, clip.mean, clip.std)`` (KineticsDataModule
+does it in ``on_after_batch_transfer``, on the device).
+
+A video that fails to decode never raises: training from files draws another video and
+reports the failed one in the sample's ``skipped`` list; evaluation, and training from shards
+(a stream cannot draw another), returns a sample with ``video`` None, listed too (the collate
+drops it).
 """
 from __future__ import annotations
 
@@ -17,33 +31,137 @@ from torch.utils.data import Dataset
 from videoattn.data.annotations import VideoRecord
 from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import empty_for_transfer
-from videoattn.data.decode import decode_frames
+from videoattn.data.decode import VideoInfo, VideoSource, decode_frames
+from videoattn.data.samplers import sample_seed
 from videoattn.data.sampling import random_clip, uniform_clips
-from videoattn.data.transforms import (
-    horizontal_flip,
-    normalize,
-    pack_pathways,
-    random_crop,
-    short_side_resize,
-    spatial_crops,
-    to_tchw,
-)
+from videoattn.data.transforms import horizontal_flip, pack_pathways, random_crop, short_side_resize, spatial_crops, to_tchw
 
-__all__ = ["MODES", "VideoClipDataset"]
+__all__ = ["MODES", "ShardSamples", "VideoClipDataset", "VideoClips"]
 
 MODES = ("train", "val", "test", "predict")
 log = logging.getLogger("videoattn.data")
 _WARNED: set[str] = set()  # paths already logged in this process
-# Failed videos travel in each sample's `skipped` list; the LightningModule warns once per path
-# in the main process. Workers only log at DEBUG level: DataLoader workers are new processes
-# every epoch unless persistent, so a worker-side warning would repeat each epoch.
+# Failed videos travel in each sample's `skipped` list; the VideoReport callback warns once per
+# path in the main process. Workers only log at DEBUG level: DataLoader workers are new
+# processes every epoch unless persistent, so a worker-side warning would repeat each epoch.
+
+Video = torch.Tensor | list[torch.Tensor]  # uint8 [K or V, 3, T, H, W], or SlowFast's [slow, fast]
+
+
+class VideoClips:
+    """The clips of one video for a mode: ``clips(source, info=..., name=..., generator=...)``.
+
+    ``source``: a path, or the encoded file (bytes); ``info``: its
+    :class:`~videoattn.data.decode.VideoInfo` when known (shards carry it: no probe);
+    ``name``: how errors name it; ``generator``: the source of the random draws of training
+    (default: torch's global generator). Returns uint8 ``[K, 3, T, crop, crop]`` (train, K =
+    ``clips_per_video``), ``[1, 3, T, crop, crop]`` (val) or ``[V, 3, T, size, size]``
+    (test/predict, temporal-major views), or SlowFast's ``[slow, fast]`` of such tensors.
+    Raises what decoding raises (:class:`~videoattn.data.decode.DecodeError`, ...).
+    """
+
+    def __init__(self, mode: str, clip: ClipSettings = ClipSettings(), *, backend: str | None = None, decode_threads: int = 1) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(clip, ClipSettings):
+            raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
+        self.mode, self.clip = mode, clip
+        self.backend, self.decode_threads = backend, decode_threads
+
+    @property
+    def views_per_video(self) -> int:
+        return self.clip.views_per_video if self.mode in ("test", "predict") else 1
+
+    def __call__(
+        self, source: VideoSource, *, info: VideoInfo | None = None, name: str | None = None, generator: torch.Generator | None = None
+    ) -> Video:
+        c = self.clip
+        if self.mode == "train":
+            video = self._train_clips(source, info, name, generator)
+        elif self.mode == "val":
+            video = self._views(source, info, name, 1, 1, c.crop_size)
+        else:
+            video = self._views(source, info, name, *c.test_views, c.test_crop_size)
+        return video if c.slowfast_alpha is None else pack_pathways(video, c.slowfast_alpha)
+
+    def _stride(self, fps: float) -> float:
+        """Frames between clip frames: ``sampling_rate``, or measured at ``target_fps`` (as
+        PySlowFast's DATA.TARGET_FPS: the same clip duration in seconds whatever the file's rate)."""
+        clip = self.clip
+        return clip.sampling_rate if clip.target_fps is None else clip.sampling_rate * fps / clip.target_fps
+
+    def _decode(
+        self, source: VideoSource, info: VideoInfo | None, name: str | None, select: Callable[[int, float], np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, inverse = decode_frames(source, select, backend=self.backend, threads=self.decode_threads, info=info, name=name)
+        return to_tchw(frames), inverse  # [U, 3, H, W], [N]
+
+    def _train_clips(self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None) -> torch.Tensor:
+        """K random clips from one decode -> uint8 [K, 3, T, crop, crop]."""
+        c = self.clip
+        t, k = c.num_frames, c.clips_per_video
+
+        def select(n: int, fps: float) -> np.ndarray:
+            tau = self._stride(fps)
+            return np.concatenate([random_clip(n, t, tau, short_video=c.short_video, generator=g) for _ in range(k)])
+
+        frames, inverse = self._decode(source, info, name, select)
+        out = empty_for_transfer((k, 3, t, c.crop_size, c.crop_size), torch.uint8)  # [K, 3, T, crop, crop]
+        lo, hi = c.train_short_side
+        for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
+            size = int(torch.randint(lo, hi + 1, (1,), generator=g))
+            clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
+            clip = random_crop(clip, c.crop_size, generator=g)
+            if c.flip and bool(torch.rand((), generator=g) < 0.5):
+                clip = horizontal_flip(clip)
+            out[i].copy_(clip.transpose(0, 1))  # [T, 3, crop, crop] -> [3, T, crop, crop]
+        return out
+
+    def _views(self, source: VideoSource, info: VideoInfo | None, name: str | None, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
+        """num_clips x num_crops views from one decode -> uint8 [V, 3, T, crop, crop]."""
+        c = self.clip
+        t = c.num_frames
+
+        def select(n: int, fps: float) -> np.ndarray:
+            return uniform_clips(n, t, self._stride(fps), num_clips, short_video=c.short_video).reshape(-1)
+
+        frames, inverse = self._decode(source, info, name, select)
+        # Each distinct frame is resized once; views are cut from those frames straight into the
+        # output (one copy of the largest tensor, no temporaries).
+        frames = short_side_resize(frames, c.test_short_side)  # [U, 3, h, w] uint8
+        windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
+        out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop), torch.uint8)  # [V, 3, T, crop, crop]
+        for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views
+            for s, window in enumerate(windows):
+                view = out[k * num_crops + s]  # [3, T, crop, crop]
+                for j, u in enumerate(clip):
+                    view[:, j].copy_(window[u])
+        return out
+
+
+def _sample(video: Video | None, label: int, row: int, path: str, skipped: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"video": video, "label": label, "video_index": row, "path": path, "skipped": skipped}
+
+
+def _failure(exc: BaseException, row: int, path: str) -> dict[str, Any]:
+    """The ``skipped`` entry of a video that failed (logged once per path and process)."""
+    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+    if path not in _WARNED:
+        _WARNED.add(path)
+        log.debug("skipping unreadable video %s: %s", path, reason)
+    return {"video_index": row, "path": path, "reason": reason}
+
 
 class VideoClipDataset(Dataset):
-    """Map-style dataset over ``records``; ``dataset[i]`` is a sample dict (see module header).
+    """Map-style dataset over video files ``records``; ``dataset[key]`` is a sample dict.
 
-    Sample keys: ``video`` (train: [K, C, T, H, W] with K = clips_per_video; val: [1, C, T, H, W];
-    test/predict: [V, C, T, H, W]; SlowFast: ``[slow, fast]`` of such tensors; None if the video
-    failed), ``label``, ``video_index`` (the record's row), ``path`` and ``skipped``.
+    Sample keys: ``video`` (uint8, see :class:`VideoClips`; None if the video failed),
+    ``label``, ``video_index`` (the record's row), ``path`` and ``skipped``. Normalise ``video``
+    with :func:`~videoattn.data.transforms.normalize_video` before a model sees it.
+
+    ``key``: an index, or ``(index, seed)`` (what the data module's train sampler gives): the
+    sample's random draws then come from a generator seeded with ``seed``, whatever the process,
+    worker or resume; with a plain index they come from torch's global generator.
     """
 
     def __init__(
@@ -56,14 +174,9 @@ class VideoClipDataset(Dataset):
         decode_threads: int = 1,
         max_retries: int = 20,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not isinstance(clip, ClipSettings):
-            raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
+        self.clips = VideoClips(mode, clip, backend=backend, decode_threads=decode_threads)
         self.records = list(records)
-        self.mode = mode
-        self.clip = clip
-        self.backend, self.decode_threads = backend, decode_threads
+        self.mode, self.clip = mode, clip
         self.max_retries = max_retries
 
     def __len__(self) -> int:
@@ -71,102 +184,51 @@ class VideoClipDataset(Dataset):
 
     @property
     def views_per_video(self) -> int:
-        return self.clip.views_per_video if self.mode in ("test", "predict") else 1
+        return self.clips.views_per_video
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
         skipped: list[dict[str, Any]] = []
         for _ in range(self.max_retries + 1 if self.mode == "train" else 1):
             record = self.records[index]
             try:
-                video = self._load(record)
+                video = self.clips(record.path, generator=generator)
             except (ValueError, RuntimeError, OSError) as exc:
-                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-                skipped.append({"video_index": record.row, "path": record.path, "reason": reason})
-                if record.path not in _WARNED:
-                    _WARNED.add(record.path)
-                    log.debug("skipping unreadable video %s: %s", record.path, reason)
+                skipped.append(_failure(exc, record.row, record.path))
                 if self.mode != "train":
-                    return {"video": None, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
-                index = int(torch.randint(len(self.records), (1,)))
+                    return _sample(None, record.label, record.row, record.path, skipped)
+                index = int(torch.randint(len(self.records), (1,), generator=generator))
                 continue
-            if self.clip.slowfast_alpha is not None:
-                video = pack_pathways(video, self.clip.slowfast_alpha)
-            return {"video": video, "label": record.label, "video_index": record.row, "path": record.path, "skipped": skipped}
+            return _sample(video, record.label, record.row, record.path, skipped)
         raise RuntimeError(f"{len(skipped)} videos in a row failed to decode (last: {skipped[-1]['path']}: {skipped[-1]['reason']}); is the dataset readable? Run `videoattn check-data`.")
 
-    # ------------------------------------------------------------------------------ modes
 
-    def _load(self, record: VideoRecord) -> torch.Tensor:
-        if self.mode == "train":
-            return self._train_clips(record.path)
-        if self.mode == "val":
-            return self._views(record.path, 1, 1, self.clip.crop_size)
-        return self._views(record.path, *self.clip.test_views, self.clip.test_crop_size)
+class ShardSamples:
+    """A shard entry (:class:`~videoattn.data.shards.ShardEntry`) -> the sample dict
+    :class:`VideoClipDataset` gives for the same video, decoded from the entry's bytes with its
+    VideoInfo (no probe, no temporary file). Give it to ``VideoShardDataset(transform=...)``.
 
-    def _scratch_buffer(self, numel: int) -> torch.Tensor:
-        """A float buffer kept between videos (per process), grown when needed. First-touch
-        page faults on fresh memory cost more than the normalisation itself here."""
-        buffer = getattr(self, "_scratch", None)
-        if buffer is None or buffer.numel() < numel:
-            buffer = self._scratch = torch.empty(numel)
-        return buffer
+    ``labels``: the class index of each shard label (shards written with other classes than
+    the data's; -1: unknown), None to keep them. ``seed``: if set, the sample's random draws
+    come from ``sample_seed(seed, epoch, entry.row)``, the epoch told by ``set_epoch``
+    (VideoShardDataset does, in the worker): reproducible whatever the process, worker or resume.
+    A video that fails gives ``video`` None and its reason in ``skipped``, in every mode.
+    """
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_scratch", None)  # never ship the buffer to worker processes
-        return state
+    def __init__(self, clips: VideoClips, *, labels: Sequence[int] | None = None, seed: int | None = None) -> None:
+        self.clips, self.seed = clips, seed
+        self.labels = None if labels is None else list(labels)
+        self.epoch = 0
 
-    def _stride(self, fps: float) -> float:
-        """Frames between clip frames: ``sampling_rate``, or measured at ``target_fps`` (as
-        PySlowFast's DATA.TARGET_FPS: the same clip duration in seconds whatever the file's rate)."""
-        clip = self.clip
-        return clip.sampling_rate if clip.target_fps is None else clip.sampling_rate * fps / clip.target_fps
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
-    def _decode(self, path: str, select: Callable[[int, float], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, inverse = decode_frames(path, select, backend=self.backend, threads=self.decode_threads)
-        return to_tchw(frames), inverse  # [U, 3, H, W], [N]
-
-    def _train_clips(self, path: str) -> torch.Tensor:
-        """K random clips from one decode -> float [K, C, T, crop, crop]."""
-        c = self.clip
-        t, k = c.num_frames, c.clips_per_video
-
-        def select(n: int, fps: float) -> np.ndarray:
-            tau = self._stride(fps)
-            return np.concatenate([random_clip(n, t, tau, short_video=c.short_video) for _ in range(k)])
-
-        frames, inverse = self._decode(path, select)
-        out = empty_for_transfer((k, 3, t, c.crop_size, c.crop_size))  # [K, C, T, crop, crop]
-        for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
-            lo, hi = c.train_short_side
-            size = int(torch.randint(lo, hi + 1, (1,)))
-            clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
-            clip = random_crop(clip, c.crop_size)
-            if c.flip and bool(torch.rand(()) < 0.5):
-                clip = horizontal_flip(clip)
-            normalize(clip, c.mean, c.std, out=out[i])  # writes [3, T, crop, crop] into out[i]
-        return out
-
-    def _views(self, path: str, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
-        """num_clips x num_crops views from one decode -> float [V, C, T, crop, crop]."""
-        c = self.clip
-        t = c.num_frames
-
-        def select(n: int, fps: float) -> np.ndarray:
-            return uniform_clips(n, t, self._stride(fps), num_clips, short_video=c.short_video).reshape(-1)
-
-        frames, inverse = self._decode(path, select)
-        # Each distinct frame is resized and normalised once; views are then cut from those
-        # float frames straight into the output (one copy of the largest tensor, no temporaries).
-        frames = short_side_resize(frames, c.test_short_side)  # [U, 3, h, w] uint8
-        scratch = self._scratch_buffer(frames.numel())  # reused: fresh memory costs page faults
-        frames = normalize(frames, c.mean, c.std, out=scratch).transpose(0, 1)  # [U, 3, h, w] float
-        windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
-        out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop))  # [V, C, T, crop, crop]
-        for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views
-            for s, window in enumerate(windows):
-                view = out[k * num_crops + s]  # [C, T, crop, crop]
-                for j, u in enumerate(clip):
-                    view[:, j].copy_(window[u])
-        return out
-
+    def __call__(self, entry: Any) -> dict[str, Any]:
+        label = entry.label if self.labels is None or entry.label < 0 else self.labels[entry.label]
+        generator = None if self.seed is None else torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, entry.row))
+        try:
+            video = self.clips(entry.video, info=entry.info, name=entry.path, generator=generator)
+        except (ValueError, RuntimeError, OSError) as exc:
+            return _sample(None, label, entry.row, entry.path, [_failure(exc, entry.row, entry.path)])
+        return _sample(video, label, entry.row, entry.path, [])

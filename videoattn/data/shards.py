@@ -10,8 +10,9 @@ once at shard time). ``classes.txt`` (class names in index order), ``unreadable_
 to the chunks.
 
   write_shards(records, out, classes=...)      parallel, resumable (see below)
-  VideoShardDataset(location, shuffle=...)     yields ShardEntry; phase 2 of the data module
-                                               turns entries into clips as it does files
+  VideoShardDataset(location, shuffle=...)     yields ShardEntry, or transform(entry):
+                                               KineticsDataModule gives datasets.ShardSamples,
+                                               the clip code of files, fed from memory
 Resuming: the list is cut into parts of ``part_size`` videos in list order; each part is
 written by its own LitData ``BinaryWriter`` (chunk files ``chunk-{part}-{i}.bin``) and is done
 when its marker ``.parts/{part}.tsv`` (its unreadable videos) exists. A rerun of the same
@@ -382,7 +383,8 @@ def _dataset_class() -> type:
         (LitData splits chunks, then items, between ranks; tested on 1-4 processes x 0-3 workers).
         Training: ``shuffle=True`` (chunk order and items within chunks, reseeded by ``set_epoch``)
         and ``drop_last=True`` (equal shares across ranks, a few entries left out per epoch).
-        ``transform`` runs in the worker that reads the entry (e.g. decode it into a sample).
+        ``transform`` runs in the worker that reads the entry (e.g. decode it into a sample); if it
+        has ``set_epoch``, it is told the dataset's epoch (LitData's count, from 1) before each entry.
         """
 
         def __init__(
@@ -413,6 +415,12 @@ def _dataset_class() -> type:
             finally:
                 log.removeFilter(quiet)
             self.location = os.fspath(location)
+            self._epoch_aware = transform if callable(getattr(transform, "set_epoch", None)) else None
+
+        def __getitem__(self, index: Any) -> Any:
+            if self._epoch_aware is not None:
+                self._epoch_aware.set_epoch(self.current_epoch)
+            return super().__getitem__(index)
 
         def __iter__(self) -> Any:
             # LitData reads the rank and process count once, when the dataset is built: built before
