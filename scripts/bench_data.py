@@ -1,14 +1,17 @@
-"""Data-loading benchmark: videoattn's VideoClipDataset against pytorchvideo 0.1.5's
-LabeledVideoDataset (PyAV decoder, decode_audio=False, its Kinetics recipe's transforms
-written on tensors because pytorchvideo.transforms does not import), on Kinetics-like files
-(10 s, 30 fps, 340x256 H.264) that the script writes. One DataLoader worker each, batches of one video.
+"""Data-loading benchmark: videoattn's data path (KineticsDataModule's loaders, from files and
+from shards) against pytorchvideo 0.1.5's LabeledVideoDataset (PyAV decoder,
+decode_audio=False, its Kinetics recipe's transforms written on tensors because
+pytorchvideo.transforms does not import), on Kinetics-like files (10 s, 30 fps, 340x256 H.264)
+that the script writes. One DataLoader worker each, batches of one video; videoattn's batches
+are normalised as on the device (on_after_batch_transfer: its workers ship uint8 clips).
   train: 8x8 clips/s (random clip, short side 256-320, crop 224, flip, normalise); also with
          2 clips per decode (repeated augmentation), which pytorchvideo does not offer
   test : 10x3-view videos/s (short side 256, three 256 crops)
-  shards: the same train clips/s and test videos/s read from LitData shards of the same files
-         (videoattn shard) against the files, with 1 and 2 DataLoader workers, and the CPU time
-         of one sample in process (robust to other load on the machine)
-  floor: the train loader's time per clip against the time spent decoding its frames
+  overhead: per train clip, from files and from shards: the decode floor (decoding its frames),
+         the whole sample in process, and through the train loader; wall and CPU time
+  shards: train clips/s and test videos/s from LitData shards of the same files (videoattn
+         shard) against the files, with 1 and 2 DataLoader workers, and the CPU time of one
+         sample in process (robust to other load on the machine)
   backends: read_frames with PyAV vs decord on the same train clips
 Prints medians over --repeats runs and the ratios; absolute times on a shared machine are noise.
 """
@@ -21,17 +24,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from videoattn.data import KineticsDataModule
 from videoattn.data.annotations import VideoRecord
 from videoattn.data.clip import ClipSettings
-from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import VideoClipDataset
-from videoattn.data.decode import decode_frames, read_frames
+from videoattn.data.decode import read_frames
 from videoattn.data.sampling import random_clip
 from videoattn.video_io import write_video
 
@@ -109,48 +113,34 @@ def ptv_loader(paths: list[str], mode: str, clips: int) -> DataLoader:
     return DataLoader(ds, batch_size=1, num_workers=1, worker_init_fn=_worker_init)
 
 
-def ours_loader(paths: list[str], mode: str, clips_per_video: int = 1, workers: int = 1) -> DataLoader:
-    records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
-    ds = VideoClipDataset(records, mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video))
-    return DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=VideoCollate(mode), worker_init_fn=_worker_init)
+# --------------------------------------------------------- videoattn: the data module's path
 
 
-# ------------------------------------------------------------------------------- shards
+def _clip(clips_per_video: int = 1) -> ClipSettings:
+    return ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video)
 
 
-class _EntryClips(VideoClipDataset):
-    """VideoClipDataset's per-video clip code, fed a ShardEntry where it takes a path: the
-    entry's bytes are decoded in memory with its VideoInfo (no probe). A stand-in until the
-    data module reads shards itself."""
-
-    def _decode(self, entry, select):  # type: ignore[override]
-        from videoattn.data.transforms import to_tchw
-
-        frames, inverse = decode_frames(entry.video, select, info=entry.info, name=entry.path, backend=self.backend, threads=self.decode_threads)
-        return to_tchw(frames), inverse
-
-
-class EntryToSample:
-    """ShardEntry -> the sample dict VideoClipDataset gives for the same video."""
-
-    def __init__(self, mode: str) -> None:
-        self.clips = _EntryClips([], mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3)))
-
-    def __call__(self, entry) -> dict:
-        if self.clips.mode == "train":
-            video = self.clips._train_clips(entry)
-        else:
-            video = self.clips._views(entry, 10, 3, self.clips.clip.test_crop_size)
-        return {"video": video, "label": entry.label, "video_index": entry.row, "path": entry.path, "skipped": []}
+def ours_datamodule(root: Path, source: str, mode: str, *, clips_per_video: int = 1, workers: int = 1) -> KineticsDataModule:
+    """KineticsDataModule over ``source`` (a list file or a shard folder) for ``mode``, batches
+    of one video, ``workers`` DataLoader workers (not persistent: the bench joins them to read
+    their CPU time), set up for the mode's stage."""
+    split = "train" if mode == "train" else "test"
+    dm = KineticsDataModule(str(root), **{split: source}, classes=["0"], clip=_clip(clips_per_video), batch_size=1, test_batch_size=1,
+                            num_workers=workers, pin_memory=False, persistent_workers=False)
+    dm.setup("fit" if split == "train" else "test")
+    return dm
 
 
-def shard_loader(location: str, mode: str, workers: int = 1):
-    from litdata import StreamingDataLoader
+def ours_loader(root: Path, source: str, mode: str, clips_per_video: int = 1, workers: int = 1) -> tuple[DataLoader, Callable]:
+    """(the data module's loader, what runs on each batch on the device: the normalisation)."""
+    dm = ours_datamodule(root, source, mode, clips_per_video=clips_per_video, workers=workers)
+    loader = dm.train_dataloader() if mode == "train" else dm.test_dataloader()
+    return loader, lambda batch: dm.on_after_batch_transfer(batch, 0)
 
-    from videoattn.data.shards import VideoShardDataset
 
-    ds = VideoShardDataset(location, shuffle=mode == "train", transform=EntryToSample(mode))
-    return StreamingDataLoader(ds, batch_size=1, num_workers=workers, collate_fn=VideoCollate(mode), worker_init_fn=_worker_init)
+def write_list(root: Path, name: str, paths: list[str]) -> str:
+    (root / name).write_text("".join(f"{p} 0\n" for p in paths))
+    return name
 
 
 def write_bench_shards(paths: list[str], out: Path) -> str:
@@ -164,70 +154,127 @@ def write_bench_shards(paths: list[str], out: Path) -> str:
 # --------------------------------------------------------------------------------- timing
 
 
-def time_loader(make_loader, items: int) -> float:
-    """Seconds per item (clip or video) after the first one (worker start-up excluded)."""
-    loader = make_loader()
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers, once joined
+    return usage.ru_utime + usage.ru_stime
+
+
+class _WorkerClock:
+    """A collate_fn that stamps each batch with its worker's CPU clock: the differences between
+    a worker's consecutive batches are its CPU time per batch in steady state (start-up excluded)."""
+
+    def __init__(self, collate: Callable[[list], dict]) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: list) -> dict:
+        batch = self.collate(samples)
+        batch["worker_cpu"] = (torch.utils.data.get_worker_info().id, time.process_time())
+        return batch
+
+
+def time_loader_cpu(make_loader: Callable[[], Any], items: int) -> dict[str, float]:
+    """Per item (clip or video) after the first one: ``wall`` seconds; ``main``: CPU seconds of
+    this process (receiving the batch and the device step); for videoattn's loaders ``worker``,
+    the workers' CPU seconds in steady state, and ``worker_life``, over their whole life (start-up
+    included). A loader made by videoattn comes with its device step (the normalisation), run on
+    each batch here. CPU time counts the work done whatever else loads the machine."""
+    import gc
+
+    before = _children_cpu()
+    made = make_loader()
+    loader, on_device = made if isinstance(made, tuple) else (made, lambda batch: batch)
+    clocked = isinstance(made, tuple)
+    if clocked:
+        loader.collate_fn = _WorkerClock(loader.collate_fn)
     it = iter(loader)
-    next(it)
-    start = time.perf_counter()
-    got = 0
+    stamps: dict[int, list[float]] = {}
+
+    def take(batch: dict) -> None:
+        if clocked:
+            worker, cpu = batch.pop("worker_cpu")
+            stamps.setdefault(worker, []).append(cpu / len(batch["video_index"]))
+        on_device(batch)
+
+    take(next(it))  # worker start-up excluded from the wall and main-process figures
+    wall, cpu, got = time.perf_counter(), time.process_time(), 0
     for _ in range(items):
         try:
-            next(it)
+            take(next(it))
         except StopIteration:
             break
         got += 1
-    elapsed = time.perf_counter() - start
-    del it
-    return elapsed / max(got, 1)
-
-
-def time_loader_cpu(make_loader, items: int) -> tuple[float, float]:
-    """(wall seconds per item after the first, CPU seconds of the loader's workers per item over
-    their whole life). Worker CPU time counts the work done whatever else loads the machine."""
-    import resource
-
-    def children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers, once joined
-        return usage.ru_utime + usage.ru_stime
-
-    before = children()
-    wall = time_loader(make_loader, items)
-    import gc
-
+    wall, cpu = (time.perf_counter() - wall) / max(got, 1), (time.process_time() - cpu) / max(got, 1)
+    del it, loader, made
     gc.collect()  # the iterator's workers are joined when it is collected
-    return wall, (children() - before) / (items + 1)
+    steady = [b - a for times in stamps.values() for a, b in zip(times, times[1:])]
+    return {"wall": wall, "main": cpu, "worker_life": (_children_cpu() - before) / (got + 1),
+            "worker": statistics.median(steady) if steady else math.nan}
 
 
-def time_in_process(paths: list[str], clips: int) -> tuple[float, float]:
-    """(seconds per train sample, of which decoding) for the dataset called in this process,
-    on random clips: decoding those frames is the floor of the loader."""
-    import videoattn.data.datasets as datasets
+def time_loader(make_loader: Callable[[], Any], items: int) -> float:
+    """Wall seconds per item after the first one (see :func:`time_loader_cpu`)."""
+    return time_loader_cpu(make_loader, items)["wall"]
 
-    spent = [0.0]
-    original = datasets.decode_frames
 
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - start
+class _DecodeTimer:
+    """Wall and CPU seconds spent in decode_frames while in use (the floor of a sample)."""
 
-    datasets.decode_frames = timed
-    try:
-        ds = VideoClipDataset([VideoRecord(p, 0, i) for i, p in enumerate(paths)], "train", ClipSettings(num_frames=T, sampling_rate=TAU))
-        start = time.perf_counter()
-        for i in range(clips):
-            ds[i % len(paths)]
-        total = time.perf_counter() - start
-    finally:
-        datasets.decode_frames = original
-    return total / clips, spent[0] / clips
+    def __enter__(self) -> _DecodeTimer:
+        import videoattn.data.datasets as datasets
+
+        self.module, self.original = datasets, datasets.decode_frames
+        self.wall = self.cpu = 0.0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.wall += time.perf_counter() - wall
+                self.cpu += time.process_time() - cpu
+
+        datasets.decode_frames = timed
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.decode_frames = self.original
+
+
+def time_floor(root: Path, many: list[str], clips: int, *, shards: bool = True) -> dict[str, float]:
+    """Per 8x8 train clip, from files and from shards of the same files, alternated: the decode
+    floor (decoding its frames), the whole sample in process, and the data module's train
+    loader (1 worker, batch 1, the normalisation on each batch included); wall and CPU time."""
+    from videoattn.data.datasets import ShardSamples, VideoClips
+    from videoattn.data.samplers import sample_seed
+    from videoattn.data.shards import VideoShardDataset
+
+    files = write_list(root, "floor.txt", many)
+    dataset = ours_datamodule(root, files, "train").datasets["train"]
+    sources, samples = {"files": files}, {"files": lambda i: dataset[(i % len(dataset), sample_seed(0, 0, i))]}
+    if shards:
+        sources["shards"] = write_bench_shards(many, root / "shards_train")
+        entries = sorted(VideoShardDataset(sources["shards"]), key=lambda e: e.row)
+        from_entries = ShardSamples(VideoClips("train", _clip()), seed=0)
+        samples["shards"] = lambda i: from_entries(entries[i % len(entries)])
+    out = {}
+    for kind, source in sources.items():
+        make = samples[kind]
+        make(0)  # warm-up
+        with _DecodeTimer() as decode:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in range(1, clips + 1):
+                make(i)
+            out[f"{kind}_sample"], out[f"{kind}_sample_cpu"] = (time.perf_counter() - wall) / clips, (time.process_time() - cpu) / clips
+        out[f"{kind}_floor"], out[f"{kind}_floor_cpu"] = decode.wall / clips, decode.cpu / clips
+        loader = time_loader_cpu(lambda source=source: ours_loader(root, source, "train"), clips)
+        out[f"{kind}_loader"], out[f"{kind}_loader_worker_cpu"], out[f"{kind}_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
+    return out
 
 
 def time_read_frames(paths: list[str], clips: int, backend: str) -> float:
-    """Seconds per train clip for decoding its frames alone (the floor), one thread."""
+    """Seconds per train clip for decoding its frames alone, one thread."""
     g = torch.Generator().manual_seed(0)
     jobs = [(paths[i % len(paths)], random_clip(FPS * 10, T, TAU, generator=g)) for i in range(clips)]
     start = time.perf_counter()
@@ -238,23 +285,24 @@ def time_read_frames(paths: list[str], clips: int, backend: str) -> float:
 
 def time_files_and_shards(paths: list[str], many: list[str], root: Path, train_clips: int, workers: tuple[int, ...]) -> dict[str, float]:
     """Seconds per train clip and per 10x3 test video, from files and from shards of the same
-    files, for each number of workers; the loaders alternate so machine noise hits both."""
+    files (both through KineticsDataModule), for each number of workers; the loaders alternate
+    so machine noise hits both."""
+    train_files, test_files = write_list(root, "train.txt", many), write_list(root, "test.txt", paths)
     train_shards = write_bench_shards(many, root / "shards_train")
     test_shards = write_bench_shards(paths, root / "shards_test")
     out = {}
     for w in workers:
-        for source, make_train, make_test in (
-            ("files", lambda w=w: ours_loader(many, "train", workers=w), lambda w=w: ours_loader(paths, "test", workers=w)),
-            ("shards", lambda w=w: shard_loader(train_shards, "train", workers=w), lambda w=w: shard_loader(test_shards, "test", workers=w)),
-        ):
-            out[f"{source}_train_w{w}"], out[f"{source}_train_w{w}_cpu"] = time_loader_cpu(make_train, train_clips)
-            out[f"{source}_test_w{w}"], out[f"{source}_test_w{w}_cpu"] = time_loader_cpu(make_test, len(paths) - 1)
+        for kind, train, test in (("files", train_files, test_files), ("shards", train_shards, test_shards)):
+            for mode, source, items in (("train", train, train_clips), ("test", test, len(paths) - 1)):
+                timed = time_loader_cpu(lambda w=w, s=source, m=mode: ours_loader(root, s, m, workers=w), items)
+                out[f"{kind}_{mode}_w{w}"], out[f"{kind}_{mode}_w{w}_cpu"] = timed["wall"], timed["worker"]
     return out
 
 
 def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dict[str, float]:
     """CPU seconds (this process, robust to other load) per train sample and per test video,
     from files and from shard entries already read, alternated: the per-sample cost difference."""
+    from videoattn.data.datasets import ShardSamples, VideoClips
     from videoattn.data.shards import VideoShardDataset
 
     location = write_bench_shards(paths, root / "shards_test")
@@ -262,8 +310,8 @@ def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dic
     records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
     spent = {key: 0.0 for key in ("cpu_files_train", "cpu_shards_train", "cpu_files_test", "cpu_shards_test")}
     for mode, count in (("train", samples), ("test", len(paths))):
-        files = VideoClipDataset(records, mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3)))
-        shards = EntryToSample(mode)
+        files = VideoClipDataset(records, mode, _clip())
+        shards = ShardSamples(VideoClips(mode, _clip()))
         files[0], shards(entries[0])  # warm-up (and the PyAV timestamp cache of the files: as from the 2nd epoch)
         for i in range(count):
             start = time.process_time()
@@ -289,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         paths = []
         for i in range(args.videos):
             p = root / f"k{i}.mp4"
@@ -297,35 +346,47 @@ def main(argv: list[str] | None = None) -> int:
             paths.append(str(p))
         size_kb = statistics.mean(Path(p).stat().st_size for p in paths) / 1024
         print(f"{args.videos} videos, 10 s, 30 fps, 340x256 H.264 (mean {size_kb:.0f} kB); medians of {args.repeats} runs; 1 worker, 1 thread")
-        rows: dict[str, list[float]] = {k: [] for k in ("ours_train", "ours_train_x2", "ptv_train", "ours_test", "ptv_test", "sample", "decode", "floor_pyav", "floor_decord")}
+        rows: dict[str, list[float]] = {}
         # train: a repeated path list gives enough clips for pytorchvideo's one-clip-per-video iteration
         many = (paths * (args.train_clips // len(paths) + 2))[: args.train_clips + 1]
+        train_list, test_list = write_list(root, "train.txt", many), write_list(root, "test.txt", paths)
+
+        def add(key: str, value: float) -> None:
+            rows.setdefault(key, []).append(value)
+
         for _ in range(args.repeats):
+            for key, value in time_floor(root, many, args.train_clips, shards=not args.no_shards).items():
+                add(key, value)
             if not args.no_shards:
                 for key, value in time_files_and_shards(paths, many, root, args.train_clips, tuple(args.workers)).items():
-                    rows.setdefault(key, []).append(value)
+                    add(key, value)
                 for key, value in cpu_time_files_and_shards(paths, root, args.train_clips).items():
-                    rows.setdefault(key, []).append(value)
-            rows["ours_train"].append(time_loader(lambda many=many: ours_loader(many, "train"), args.train_clips))
-            rows["ptv_train"].append(time_loader(lambda many=many: ptv_loader(many, "train", 1), args.train_clips))
+                    add(key, value)
+            add("ours_train", time_loader(lambda: ours_loader(root, train_list, "train"), args.train_clips))
+            add("ptv_train", time_loader(lambda many=many: ptv_loader(many, "train", 1), args.train_clips))
             # repeated augmentation: 2 clips per decode; time per video / 2 = time per clip
-            rows["ours_train_x2"].append(time_loader(lambda many=many: ours_loader(many, "train", 2), args.train_clips // 2) / 2)
-            rows["ours_test"].append(time_loader(lambda: ours_loader(paths, "test"), len(paths) - 1))
+            add("ours_train_x2", time_loader(lambda: ours_loader(root, train_list, "train", 2), args.train_clips // 2) / 2)
+            add("ours_test", time_loader(lambda: ours_loader(root, test_list, "test"), len(paths) - 1))
             # pytorchvideo yields one item per temporal clip (3 crops each): 10 items per video
-            rows["ptv_test"].append(10 * time_loader(lambda: ptv_loader(paths, "test", 10), 10 * (len(paths) - 1)))
-            sample, decode = time_in_process(paths, 4 * args.train_clips)
-            rows["sample"].append(sample)
-            rows["decode"].append(decode)
-            rows["floor_pyav"].append(time_read_frames(paths, args.train_clips, "pyav"))
-            rows["floor_decord"].append(time_read_frames(paths, args.train_clips, "decord"))
+            add("ptv_test", 10 * time_loader(lambda: ptv_loader(paths, "test", 10), 10 * (len(paths) - 1)))
+            add("floor_pyav", time_read_frames(paths, args.train_clips, "pyav"))
+            add("floor_decord", time_read_frames(paths, args.train_clips, "decord"))
         med = {k: statistics.median(v) for k, v in rows.items()}
         print(f"\n{'what':<44}{'videoattn':>12}{'pytorchvideo':>14}{'ratio':>8}")
         print(f"{'train 8x8 clips/s':<44}{1 / med['ours_train']:>12.2f}{1 / med['ptv_train']:>14.2f}{med['ptv_train'] / med['ours_train']:>7.2f}x")
         print(f"{'train 8x8 clips/s, 2 clips per decode':<44}{1 / med['ours_train_x2']:>12.2f}{1 / med['ptv_train']:>14.2f}{med['ptv_train'] / med['ours_train_x2']:>7.2f}x")
         print(f"{'test 10x3-view videos/s':<44}{1 / med['ours_test']:>12.2f}{1 / med['ptv_test']:>14.2f}{med['ptv_test'] / med['ours_test']:>7.2f}x")
-        print(f"\nfloor (decoding the frames of {4 * args.train_clips} random train clips, in process): {1000 * med['decode']:.1f} ms/clip; "
-              f"whole sample in process {1000 * med['sample']:.1f} ms ({med['sample'] / med['decode']:.2f}x the floor); "
-              f"train loader {1000 * med['ours_train']:.1f} ms/clip ({med['ours_train'] / med['decode']:.2f}x the floor)")
+        print(f"\nthe loader's overhead, train 8x8 clips ({args.train_clips} per run), ms per clip: the decode floor (decoding the")
+        print("clip's frames), the whole sample in process, the data module's train loader (1 worker, batch 1, each uint8 batch")
+        print("normalised as on the device); x = / floor. Wall time, then CPU time (robust to other load; the loader's: its worker")
+        print("in steady state + the main process)")
+        print(f"{'':<8}{'floor':>8}{'sample in process':>20}{'train loader':>20}   {'CPU floor':>10}{'sample':>16}{'loader worker + main':>28}")
+        for kind in ("files",) + (() if args.no_shards else ("shards",)):
+            f, fc = med[f"{kind}_floor"], med[f"{kind}_floor_cpu"]
+            sample, loader, sample_cpu = med[f"{kind}_sample"], med[f"{kind}_loader"], med[f"{kind}_sample_cpu"]
+            worker, main_cpu = med[f"{kind}_loader_worker_cpu"], med[f"{kind}_loader_main_cpu"]
+            print(f"{kind:<8}{1000 * f:>8.1f}{1000 * sample:>12.1f} ({sample / f:.2f}x){1000 * loader:>12.1f} ({loader / f:.2f}x)   "
+                  f"{1000 * fc:>10.1f}{1000 * sample_cpu:>8.1f} ({sample_cpu / fc:.2f}x){1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
         print(f"backends, read_frames per train clip: PyAV {1000 * med['floor_pyav']:.1f} ms, decord {1000 * med['floor_decord']:.1f} ms "
               f"(decord/PyAV {med['floor_decord'] / med['floor_pyav']:.2f}x)")
         if not args.no_shards:
@@ -335,12 +396,11 @@ def main(argv: list[str] | None = None) -> int:
                     files, shards = med[f"files_{key}_w{w}"], med[f"shards_{key}_w{w}"]
                     print(f"{what + f', {w} worker' + 's' * (w > 1):<44}{1 / files:>12.2f}{1 / shards:>14.2f}{files / shards:>13.2f}x")
                     files, shards = med[f"files_{key}_w{w}_cpu"], med[f"shards_{key}_w{w}_cpu"]
-                    print(f"{'  workers CPU ms per ' + ('clip' if key == 'train' else 'video'):<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
+                    print(f"{'  worker CPU ms per ' + ('clip' if key == 'train' else 'video') + ', steady state':<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
             for what, key in (("train sample, CPU ms in process", "train"), ("10x3 test video, CPU ms in process", "test")):
                 files, shards = med[f"cpu_files_{key}"], med[f"cpu_shards_{key}"]
                 print(f"{what:<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,8 +5,9 @@
            torch.compile; batch 8, 8x224x224
   blocks : NonLocal3d against pytorchvideo's NonLocal (softmax, pool (1, 2, 2); builders from
            scripts/bench_blocks.py) at res3 (C=512, 28x28) with 8 and 32 frames, forward + backward
-  data   : train clips/s through the DataLoader with 8 workers, batch 8, 8x8 clips, from files
-           (KineticsDataModule) and from LitData shards of the same files (VideoShardDataset)
+  data   : train clips/s through KineticsDataModule's train loader with 8 workers, batch 8, 8x8
+           clips, from files and from LitData shards of the same files, each uint8 batch moved
+           to the device and normalised there (on_after_batch_transfer), as in training
   decode : torchcodec decoding 8x8 clips on the GPU (NVDEC, device="cuda") against the CPU
            (torchcodec and PyAV, one thread), clips/s on the same clips
 Times are medians after warm-up, ratios against pytorchvideo (or the CPU) in the same run;
@@ -174,8 +175,11 @@ def _video_job(path: Path, seed: int, seconds: int, width: int, height: int) -> 
         kinetics_like_video(path, seed, seconds=seconds, width=width, height=height)
 
 
-def _clips_per_second(loader, batches: int) -> float:
-    """Clips per second over ``batches`` batches after the first (worker start-up excluded)."""
+def _clips_per_second(dm, loader, batches: int, device: torch.device) -> float:
+    """Clips per second over ``batches`` batches after the first (worker start-up excluded), each
+    batch moved to ``device`` and normalised there, as Lightning does (on_after_batch_transfer)."""
+    from lightning.pytorch.utilities import move_data_to_device
+
     it = iter(loader)
     next(it)
     clips, start = 0, time.perf_counter()
@@ -184,32 +188,31 @@ def _clips_per_second(loader, batches: int) -> float:
             batch = next(it)
         except StopIteration:
             break
+        batch = dm.on_after_batch_transfer(move_data_to_device(batch, device), 0)
         clips += len(batch["label"])
+    _sync(device)
     return clips / (time.perf_counter() - start)
 
 
-def bench_data(root: Path, paths: list[str], *, workers: int, batch: int, batches: int) -> None:
-    from bench_data import EntryToSample, write_bench_shards
-    from litdata import StreamingDataLoader
+def bench_data(root: Path, paths: list[str], device: torch.device, *, workers: int, batch: int, batches: int) -> None:
+    from bench_data import write_bench_shards
 
-    from videoattn.data import KineticsDataModule, VideoCollate
-    from videoattn.data.shards import VideoShardDataset
+    from videoattn.data import KineticsDataModule
 
     many = (paths * (batch * (batches + 2) // len(paths) + 1))[: batch * (batches + 2)]
     (root / "train.txt").write_text("".join(f"{p} 0\n" for p in many))
     shards = write_bench_shards(many, root / "shards_train")
-    print(f"\n[data] train 8x8 clips/s through the DataLoader, {workers} workers, batch {batch}, {len(many)} videos")
-    files, from_shards = [], []
+    print(f"\n[data] train 8x8 clips/s through KineticsDataModule's loader, {workers} workers, batch {batch}, {len(many)} videos, "
+          f"uint8 batches normalised on {device.type}")
+    rates: dict[str, list[float]] = {"files": [], "shards": []}
     for _ in range(2):  # alternated, medians
-        # the data module's defaults (8x8 clips, short side 256-320, crop 224) on both sides
-        dm = KineticsDataModule(str(root), train="train.txt", batch_size=batch, num_workers=workers)
-        dm.setup("fit")
-        files.append(_clips_per_second(dm.train_dataloader(), batches))
-        ds = VideoShardDataset(shards, shuffle=True, transform=EntryToSample("train"))
-        loader = StreamingDataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=VideoCollate("train"))
-        from_shards.append(_clips_per_second(loader, batches))
-    f, s = statistics.median(files), statistics.median(from_shards)
-    print(f"  from files (KineticsDataModule) {f:8.1f} clips/s; from shards (VideoShardDataset) {s:8.1f} clips/s; shards/files {s / f:.2f}x")
+        for kind, source in (("files", "train.txt"), ("shards", shards)):
+            # the data module's defaults (8x8 clips, short side 256-320, crop 224) on both sides
+            dm = KineticsDataModule(str(root), train=source, classes=["0"], batch_size=batch, num_workers=workers, persistent_workers=False)
+            dm.setup("fit")
+            rates[kind].append(_clips_per_second(dm, dm.train_dataloader(), batches, device))
+    f, s = statistics.median(rates["files"]), statistics.median(rates["shards"])
+    print(f"  from files {f:8.1f} clips/s; from shards {s:8.1f} clips/s; shards/files {s / f:.2f}x")
 
 
 # ------------------------------------------------------------------------------ decode
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             width, height = (96, 64) if smoke else (340, 256)
             paths = make_videos(root / "videos", count, seconds=seconds, width=width, height=height, workers=workers)
         if "data" in args.parts:
-            part("data", lambda: bench_data(root, paths, workers=workers, batch=2 if smoke else 8, batches=2 if smoke else 20))
+            part("data", lambda: bench_data(root, paths, device, workers=workers, batch=2 if smoke else 8, batches=2 if smoke else 20))
         if "decode" in args.parts:
             part("decode", lambda: bench_decode(paths, device, clips=4 if smoke else 64))
     if failed:

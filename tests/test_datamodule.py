@@ -295,3 +295,110 @@ def test_predict_source_that_matches_nothing_is_named(dataset_root: Path) -> Non
         (dataset_root / "empty").mkdir(exist_ok=True)
         with pytest.raises(ValueError, match=message):
             make_dm(str(dataset_root), predict=source, classes=["a"], **SMALL).setup("predict")
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+def _write_shards(root: Path, list_name: str, out: str, **kwargs) -> Path:
+    from videoattn.data.annotations import load_annotations
+    from videoattn.data.shards import write_shards
+
+    records, classes = load_annotations(str(root / list_name), str(root), kwargs.pop("classes", None))
+    write_shards(records, root / out, classes=classes, progress=False, **kwargs)
+    return root / out
+
+
+def _same_batches(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert torch.equal(x["video"], y["video"]) and torch.equal(x["label"], y["label"]) and torch.equal(x["video_index"], y["video_index"])
+        assert x["path"] == y["path"] and x["skipped"] == y["skipped"]
+
+
+def test_shards_read_where_lists_are_read_give_the_batches_of_the_files(dataset_root: Path, tmp_path: Path) -> None:
+    (dataset_root / "good.csv").write_text("".join(line + "\n" for line in (dataset_root / "train.csv").read_text().splitlines() if "broken" not in line))
+    shards = _write_shards(dataset_root, "good.csv", "shards", chunk_bytes=2000)  # several chunks
+    opts = dict(batch_size=2, test_batch_size=2, test_views=(2, 3), **SMALL)
+    from_files = make_dm(str(dataset_root), "good.csv", "good.csv", "good.csv", "good.csv", **opts)
+    for source in ("shards", str(shards), f"file://{shards}", f"local:{shards}"):  # relative to root, absolute, URLs
+        dm = make_dm(str(dataset_root), source, source, source, source, shard_cache_dir=str(tmp_path / "cache"), **opts)
+        assert dm.classes == from_files.classes == ["abseiling", "yoga"]  # classes.txt of the shards
+        dm.setup("fit")
+        assert dm.datasets == {} and dm.shard_location("train") is not None  # datasets are made per loader
+        for stage in ("val", "test", "predict"):  # one process, no workers: every video once, in list order
+            _same_batches(list(getattr(dm, f"{stage}_dataloader")()), list(getattr(from_files, f"{stage}_dataloader")()))
+        train = list(dm.train_dataloader())
+        assert len(train) == len(dm.train_dataloader()) == 2 and all(b["video"].dtype == torch.uint8 for b in train)
+        assert sorted(i for b in train for i in b["video_index"].tolist()) == [0, 1, 2, 3]  # shuffled, whole batches
+    assert list(tmp_path.glob("cache/**/chunk-*.bin"))  # the URLs were streamed through LitData's cache
+
+
+def test_shard_labels_are_mapped_to_the_data_classes_by_name(dataset_root: Path) -> None:
+    (dataset_root / "good.csv").write_text("videos/v0.mp4,yoga\nvideos/v1.mp4,abseiling\n")
+    _write_shards(dataset_root, "good.csv", "shards", classes=["yoga", "abseiling"])  # written with another order
+    dm = make_dm(str(dataset_root), test="shards", classes=["abseiling", "yoga"], test_views=(1, 1), **SMALL)
+    dm.setup("test")
+    assert next(iter(dm.test_dataloader()))["label"].tolist() == [1, 0]
+    with pytest.raises(ValueError, match="test shards at .* have 1 classes that are not among the 2 classes .*'yoga'"):
+        make_dm(str(dataset_root), test="shards", classes=["abseiling", "zumba"], **SMALL).setup("test")
+    predict = make_dm(str(dataset_root), predict="shards", classes=["abseiling", "zumba"], test_views=(1, 1), **SMALL)
+    predict.setup("predict")  # predict: labels outside the classes are unknown, not an error
+    assert next(iter(predict.predict_dataloader()))["label"].tolist() == [-1, 0]
+
+
+def test_a_corrupt_shard_entry_is_reported_and_a_batch_without_any_readable_video_raises(dataset_root: Path, tmp_path: Path) -> None:
+    from test_shards import noisy_corrupt
+
+    noisy_corrupt(dataset_root / "videos" / "corrupt.mp4")
+    (dataset_root / "mixed.csv").write_text("videos/v0.mp4,yoga\nvideos/corrupt.mp4,yoga\nvideos/v1.mp4,abseiling\n")
+    _write_shards(dataset_root, "mixed.csv", "shards", check="probe")  # the corrupt video probes fine: written
+    opts = {**SMALL, "num_frames": 8, "sampling_rate": 3}  # clips across the whole video, through its corrupt middle
+    dm = make_dm(str(dataset_root), "shards", test="shards", batch_size=3, test_batch_size=3, test_views=(3, 1), **opts)
+    test = next(iter(dm.test_dataloader()))
+    assert test["video_index"].tolist() == [0, 2] and [s["video_index"] for s in test["skipped"]] == [1]
+    assert test["skipped"][0]["path"].endswith("corrupt.mp4") and test["skipped"][0]["reason"]
+    train = next(iter(dm.train_dataloader()))  # a stream cannot draw another video: the batch is one short
+    assert sorted(train["video_index"].tolist()) == [0, 2] and [s["video_index"] for s in train["skipped"]] == [1]
+    (dataset_root / "bad.csv").write_text("videos/corrupt.mp4,yoga\n")
+    _write_shards(dataset_root, "bad.csv", "bad_shards", check="probe")
+    bad = make_dm(str(dataset_root), "bad_shards", batch_size=1, **opts)
+    with pytest.raises(RuntimeError, match="no video of a training batch could be decoded .*corrupt.mp4"):
+        next(iter(bad.train_dataloader()))
+
+
+def test_batches_are_uint8_and_normalised_after_transfer_as_the_float_path(dataset_root: Path) -> None:
+    from videoattn.data.transforms import normalize
+
+    dm = make_dm(str(dataset_root), test="train.csv", test_views=(2, 3), mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3), **SMALL)
+    batch = next(iter(dm.test_dataloader()))
+    raw = batch["video"]
+    assert raw.dtype == torch.uint8
+    model_input = dm.on_after_batch_transfer(batch, 0)["video"]
+    # the float path: the same uint8 pixels normalised as the datasets did before (frames [..., T, 3, H, W])
+    expected = normalize(raw.transpose(-4, -3), (0.4, 0.45, 0.5), (0.2, 0.25, 0.3))
+    assert model_input.dtype == torch.float32 and torch.equal(model_input, expected)
+    assert dm.on_after_batch_transfer({"video": None, "label": torch.zeros(0)}, 0)["video"] is None
+
+
+def test_train_sampler_resumes_mid_epoch_and_after_an_epoch_end() -> None:
+    sampler = train_sampler(10, seed=1, rank=0, world_size=1, batch_size=4, sample_seeds=True)
+    assert len(sampler) == 8  # whole batches of 4
+    sampler.set_epoch(2)
+    order = list(sampler)
+    assert len(order) == 8 and len({i for i, _ in order}) == 8 and len({s for _, s in order}) == 8
+    it = iter(sampler)
+    taken = [next(it) for _ in range(3)]
+    state = sampler.state_dict()
+    assert state == {"epoch": 2, "yielded": 3} and taken == order[:3]
+    resumed = train_sampler(10, seed=1, rank=0, world_size=1, batch_size=4, sample_seeds=True)
+    resumed.load_state_dict(state)
+    assert list(resumed) == order[3:]  # the rest of epoch 2
+    finished = train_sampler(10, seed=1, rank=0, world_size=1, batch_size=4, sample_seeds=True)
+    finished.load_state_dict({"epoch": 2, "yielded": 8})
+    following = train_sampler(10, seed=1, rank=0, world_size=1, batch_size=4, sample_seeds=True)
+    following.set_epoch(3)
+    assert list(finished) == list(following) and finished.epoch == 3  # an epoch that was over: the next one
+    finished.load_state_dict({"epoch": 2, "yielded": 5})
+    finished.set_epoch(4)  # another epoch: from its start
+    assert len(list(finished)) == 8

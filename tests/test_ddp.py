@@ -65,3 +65,45 @@ def test_ddp_fit_then_test_counts_each_video_once_with_any_process_count(tmp_pat
         assert [Path(v).name for v in b["video"]] == [f"v{i}.mp4" for i in range(5)] and b["features"].shape[0] == 5
         assert (a["video"] == b["video"]).all() and (a["label"] == b["label"]).all()
         np.testing.assert_allclose(a["features"], b["features"], atol=1e-5)
+
+
+def test_shards_give_the_test_predictions_of_files_on_one_and_two_processes(tmp_path: Path, capsys) -> None:
+    """Multi-view test from shards (a local folder, and the same folder as a file:// URL streamed
+    through LitData's cache under 2 gloo processes) against from the files: the same rows, each
+    video once, and a corrupt entry (written with --check probe) skipped and reported by both."""
+    import yaml
+    from test_shards import noisy_corrupt
+
+    from videoattn.data.annotations import load_annotations
+    from videoattn.data.shards import write_shards
+
+    data = make_dataset(tmp_path / "data", num_videos=5)
+    noisy_corrupt(data / "v5.mp4")  # probes, fails to decode in the middle
+    with open(data / "list.txt", "a") as f:
+        f.write("v5.mp4 archery\n")
+    records, classes = load_annotations(str(data / "list.txt"), str(data))
+    write_shards(records, data / "shards", classes=classes, check="probe", chunk_bytes=3000, progress=False)
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run")
+    spec = yaml.safe_load(cfg.read_text())
+    spec["data"]["init_args"]["clip"]["test_views"] = [3, 3]  # the middle clip reads the corrupt part
+    spec["trainer"]["enable_progress_bar"] = False
+    cfg.write_text(yaml.safe_dump(spec))  # no checkpoint: the seeded initial model, the same in every run
+
+    files, local, remote = tmp_path / "files.csv", tmp_path / "local.csv", tmp_path / "remote.csv"
+    for source, out in (("list.txt", files), ("shards", local)):
+        cli = cli_main(["test", "--config", str(cfg), "--data.test", source, "--model.predictions_csv", str(out)])
+        assert cli.trainer.callback_metrics["test/videos"] == 5
+        assert "5 videos evaluated, 1 skipped as unreadable" in capsys.readouterr().out
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    proc = run_cli("test", "--config", str(cfg), "--data.test", f"file://{data / 'shards'}", "--data.shard_cache_dir", str(tmp_path / "cache"),
+                   "--model.predictions_csv", str(remote), *ddp, cwd=tmp_path)
+    assert "5 videos evaluated, 1 skipped as unreadable" in proc.stdout and "v5.mp4" in proc.stdout, proc.stdout[-2000:]
+    rows = {name: _rows(path) for name, path in (("files", files), ("local", local), ("remote", remote))}
+    assert [Path(r["video"]).name for r in rows["files"]] == [f"v{i}.mp4" for i in range(5)]  # each good video once, in order
+    for name in ("local", "remote"):
+        assert [r["video_index"] for r in rows[name]] == [r["video_index"] for r in rows["files"]], name
+        for a, b in zip(rows["files"], rows[name]):
+            assert (a["video"], a["label"]) == (b["video"], b["label"])
+            assert [a[f"class_{k}"] for k in (1, 2, 3)] == [b[f"class_{k}"] for k in (1, 2, 3)], name
+            for k in (1, 2, 3):
+                assert abs(float(a[f"score_{k}"]) - float(b[f"score_{k}"])) < 1e-5, name

@@ -93,8 +93,7 @@ class VideoClips:
     def _decode(
         self, source: VideoSource, info: VideoInfo | None, name: str | None, select: Callable[[int, float], np.ndarray]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, inverse = decode_frames(source, select, backend=self.backend, threads=self.decode_threads, info=info, name=name)
-        return to_tchw(frames), inverse  # [U, 3, H, W], [N]
+        return decode_frames(source, select, backend=self.backend, threads=self.decode_threads, info=info, name=name)  # [U, H, W, 3], [N]
 
     def _train_clips(self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None) -> torch.Tensor:
         """K random clips from one decode -> uint8 [K, 3, T, crop, crop]."""
@@ -110,7 +109,9 @@ class VideoClips:
         lo, hi = c.train_short_side
         for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
             size = int(torch.randint(lo, hi + 1, (1,), generator=g))
-            clip = short_side_resize(frames[clip_index], size)  # [T, 3, h, w] uint8
+            # index_select keeps the frames [T, H, W, 3] contiguous: ~20x faster than indexing, and
+            # the permuted view [T, 3, H, W] is channels-last, which the uint8 resize prefers
+            clip = short_side_resize(to_tchw(frames.index_select(0, clip_index)), size)  # [T, 3, h, w] uint8
             clip = random_crop(clip, c.crop_size, generator=g)
             if c.flip and bool(torch.rand((), generator=g) < 0.5):
                 clip = horizontal_flip(clip)
@@ -128,7 +129,7 @@ class VideoClips:
         frames, inverse = self._decode(source, info, name, select)
         # Each distinct frame is resized once; views are cut from those frames straight into the
         # output (one copy of the largest tensor, no temporaries).
-        frames = short_side_resize(frames, c.test_short_side)  # [U, 3, h, w] uint8
+        frames = short_side_resize(to_tchw(frames), c.test_short_side)  # [U, 3, h, w] uint8
         windows = spatial_crops(frames, crop, num_crops)  # num_crops views [U, 3, crop, crop]
         out = empty_for_transfer((num_clips * num_crops, 3, t, crop, crop), torch.uint8)  # [V, 3, T, crop, crop]
         for k, clip in enumerate(inverse.view(num_clips, t).tolist()):  # temporal-major views

@@ -321,6 +321,8 @@ def shard_classes(location: str | os.PathLike, *, cache_dir: str | None = None) 
 
     from litdata.streaming.downloader import get_downloader
 
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         local = os.path.join(tmp, CLASSES_FILE)
         try:
