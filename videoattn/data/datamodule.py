@@ -32,7 +32,7 @@ from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import ShardSamples, VideoClipDataset, VideoClips
 from videoattn.data.decode import BACKENDS
-from videoattn.data.samplers import ShardedEvalSampler, dist_rank_and_world, train_sampler
+from videoattn.data.samplers import ShardedEvalSampler, TrainSampler, dist_rank_and_world, train_sampler
 from videoattn.data.shards import INDEX_FILE, REMOTE_PREFIXES, shard_classes
 from videoattn.data.transforms import normalize_video
 
@@ -47,6 +47,20 @@ STAGE_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "test": (("test",), ()),
     "predict": (("predict",), ()),
 }
+
+
+def _position(loader: Any) -> dict[str, Any]:
+    """Where a train loader stands: ``{"sampler": {"epoch", "yielded"}}`` for files (the
+    TrainSampler's state as torchdata's StatefulDataLoader snapshots it when the last batch
+    handed out was asked for: what workers prefetched since is not counted), ``{"loader": ...}``
+    (its whole state) otherwise."""
+    state = loader.state_dict()
+    if isinstance(getattr(loader, "sampler", None), TrainSampler):
+        main = state.get("_snapshot", {}).get("_main_snapshot", state) if state.get("_steps_since_snapshot", 0) == 0 else {}
+        sampler = (main.get("_sampler_iter_state") or {}).get("sampler_state")
+        if sampler is not None:
+            return {"sampler": dict(sampler)}
+    return {"loader": state}
 
 
 def _under_root(root: str, source: str) -> str:
@@ -296,8 +310,8 @@ class KineticsDataModule(L.LightningDataModule):
         if self.shard_location("train") is not None:
             loader = self._shard_loader("train", self.batch_size)
             loader.current_epoch = self._epoch()  # LitData counts its epochs per loader, from 1 at the first pass
-            if self._train_position is not None:
-                loader.load_state_dict(self._train_position)
+            if self._train_position is not None and "loader" in self._train_position:
+                loader.load_state_dict(self._train_position["loader"])
             return loader
         ds = self._dataset("train")
         sampler = train_sampler(len(ds), seed=self.seed, sample_seeds=True)
@@ -306,9 +320,14 @@ class KineticsDataModule(L.LightningDataModule):
         # Lightning calls set_epoch at each epoch's start, after the first iterator was made
         # (whose workers take the sampler's first indices at once)
         sampler.set_epoch(self._epoch())
+        position = self._train_position or {}
+        if "sampler" in position:
+            # the samples' draws are seeded, not the workers': the sampler's position is the whole
+            # state, whatever the number of workers now
+            sampler.load_state_dict(position["sampler"])
         loader = self._loader("train", sampler, self.batch_size, stateful=True)
-        if self._train_position is not None:
-            loader.load_state_dict(self._train_position)
+        if "loader" in position:
+            loader.load_state_dict(position["loader"])
         return loader
 
     def val_dataloader(self) -> DataLoader | list:
@@ -346,18 +365,19 @@ class KineticsDataModule(L.LightningDataModule):
     # ------------------------------------------------ checkpoints: class order, train position
 
     def state_dict(self) -> dict[str, Any]:
-        """The class names, and during fit the train loader's position (``train_loader``).
+        """The class names, and during fit the train loader's position (``train_position``): the
+        file sampler's epoch and count of videos consumed, or LitData's loader state for shards.
 
-        Lightning saves the loader's state too, but does not restore it when the module asks for
+        Lightning also saves the loader's state, but does not restore it when the module asks for
         ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` (VideoClassifier does:
         the loader is made before the checkpoint's loop state is read; Lightning issue #20550):
-        the data module restores it itself, in the first train loaders it makes after
-        :meth:`load_state_dict`."""
+        the data module restores the position itself, in the train loaders it makes after
+        :meth:`load_state_dict` until training starts."""
         state: dict[str, Any] = {"classes": list(self.classes)}
         trainer = getattr(self, "trainer", None)
         loader = trainer.train_dataloader if trainer is not None and trainer.state.fn == "fit" else None
         if callable(getattr(loader, "state_dict", None)):
-            state["train_loader"] = loader.state_dict()  # type: ignore[union-attr]
+            state["train_position"] = _position(loader)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -368,4 +388,4 @@ class KineticsDataModule(L.LightningDataModule):
                 "pass the checkpoint's class list as `classes` (first differences: "
                 f"{[(i, a, b) for i, (a, b) in enumerate(zip(saved, self.classes)) if a != b][:3]})"
             )
-        self._train_position = state_dict.get("train_loader")
+        self._train_position = state_dict.get("train_position")
