@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from videoattn.data.annotations import VideoRecord
+from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import VideoClipDataset
 from videoattn.data.decode import decode_frames, read_frames
@@ -110,7 +111,7 @@ def ptv_loader(paths: list[str], mode: str, clips: int) -> DataLoader:
 
 def ours_loader(paths: list[str], mode: str, clips_per_video: int = 1, workers: int = 1) -> DataLoader:
     records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
-    ds = VideoClipDataset(records, mode, num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video)
+    ds = VideoClipDataset(records, mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video))
     return DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=VideoCollate(mode), worker_init_fn=_worker_init)
 
 
@@ -133,7 +134,7 @@ class EntryToSample:
     """ShardEntry -> the sample dict VideoClipDataset gives for the same video."""
 
     def __init__(self, mode: str) -> None:
-        self.clips = _EntryClips([], mode, num_frames=T, sampling_rate=TAU, test_views=(10, 3))
+        self.clips = _EntryClips([], mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3)))
 
     def __call__(self, entry) -> dict:
         if self.clips.mode == "train":
@@ -215,7 +216,7 @@ def time_in_process(paths: list[str], clips: int) -> tuple[float, float]:
 
     datasets.decode_frames = timed
     try:
-        ds = VideoClipDataset([VideoRecord(p, 0, i) for i, p in enumerate(paths)], "train", num_frames=T, sampling_rate=TAU)
+        ds = VideoClipDataset([VideoRecord(p, 0, i) for i, p in enumerate(paths)], "train", ClipSettings(num_frames=T, sampling_rate=TAU))
         start = time.perf_counter()
         for i in range(clips):
             ds[i % len(paths)]
@@ -261,7 +262,7 @@ def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dic
     records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
     spent = {key: 0.0 for key in ("cpu_files_train", "cpu_shards_train", "cpu_files_test", "cpu_shards_test")}
     for mode, count in (("train", samples), ("test", len(paths))):
-        files = VideoClipDataset(records, mode, num_frames=T, sampling_rate=TAU, test_views=(10, 3))
+        files = VideoClipDataset(records, mode, ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3)))
         shards = EntryToSample(mode)
         files[0], shards(entries[0])  # warm-up (and the PyAV timestamp cache of the files: as from the 2nd epoch)
         for i in range(count):
