@@ -7,10 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from videoattn.blocks import BLOCKS, CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d, list_blocks, make_block
+from videoattn.blocks import (
+    BLOCKS,
+    CGNL3d,
+    GlobalContext3d,
+    LocalRelationBlock3d,
+    NonLocal3d,
+    RelationModule3d,
+    SqueezeExcite3d,
+    TransformerEncoder3d,
+    list_blocks,
+    make_block,
+)
 
 C = 32
-IDENTITY_AT_INIT = {"nl", "gc", "cgnl"}
+IDENTITY_AT_INIT = {"nl", "gc", "cgnl", "lr", "relation", "transformer"}
 # Parameters whose gradient is exactly zero by construction, not by a bug: softmax over positions
 # is invariant to a constant shift, so the bias of GC's conv_mask never receives a gradient
 # (the same holds in GCNet's reference ContextBlock).
@@ -22,14 +33,17 @@ def _x(seed: int = 0, shape: tuple[int, ...] = (2, C, 4, 6, 6)) -> torch.Tensor:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list_blocks() == ["nl", "gc", "se", "cgnl"]
-    assert BLOCKS == {"nl": NonLocal3d, "gc": GlobalContext3d, "se": SqueezeExcite3d, "cgnl": CGNL3d}
+    assert list_blocks() == ["nl", "gc", "se", "cgnl", "lr", "relation", "transformer"]
+    assert BLOCKS == {
+        "nl": NonLocal3d, "gc": GlobalContext3d, "se": SqueezeExcite3d, "cgnl": CGNL3d,
+        "lr": LocalRelationBlock3d, "relation": RelationModule3d, "transformer": TransformerEncoder3d,
+    }
     block = make_block("cgnl", 32, groups=4, kernel="gaussian")
     assert isinstance(block, CGNL3d) and block.groups == 4 and block.kernel == "gaussian"
 
 
 def test_unknown_block_name_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match=r"unknown block 'foo'.*'nl', 'gc', 'se', 'cgnl'"):
+    with pytest.raises(ValueError, match=r"unknown block 'foo'.*'nl', 'gc', 'se', 'cgnl', 'lr', 'relation', 'transformer'"):
         make_block("foo", C)
 
 
