@@ -95,7 +95,7 @@ def test_where_each_preset_puts_its_blocks(name: str) -> None:
             assert block.heads == 16 and block.geometry_channels == 64 and block.pool_size == (1, 2, 2)
             assert block.key_channels == channels // 2
         elif cls is TransformerEncoder3d:
-            assert block.heads == 8 and block.pool_size == (1, 2, 2) and block.inner_channels == channels // 2
+            assert block.heads == 8 and block.pool_size == (1, 2, 2) and block.inner_channels == channels // 4
         else:
             assert block.groups == 8 and block.kernel == "dot"
         assert block_in_channels(block) == channels

@@ -155,7 +155,8 @@ def test_auto_choice_by_size_and_device() -> None:
     block = RelationModule3d(64)
     res3, res4 = 16 * 6272 * 1568, 16 * 1568 * 392
     assert block._pick_impl(torch.device("cpu"), res3) == "chunked"
-    assert block._pick_impl(torch.device("cpu"), res4) == "matmul"
+    assert block._pick_impl(torch.device("cpu"), res4) == "chunked"
+    assert block._pick_impl(torch.device("cpu"), 16 * 256 * 64) == "matmul"
     assert block._pick_impl(torch.device("cuda"), res4) == "sdpa"
 
 

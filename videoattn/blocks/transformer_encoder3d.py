@@ -70,10 +70,14 @@ class TransformerEncoder3d(nn.Module):
     Args:
         in_channels: channels C of the input.
         heads: attention heads (DETR: 8); must divide inner_channels.
-        inner_channels: d_model, the width of the tokens (default C // 2, as NonLocal3d's inner
-            width; DETR projects 2048 -> 256); even.
-        ffn_channels: hidden width of the feed-forward network (default 2 * d_model; DETR: 8 *
-            d_model, which costs 2.6x the NL block's FLOPs at res3).
+        inner_channels: d_model, the width of the tokens (default C // 4; DETR projects its
+            2048 channels to 256); even.
+        ffn_channels: hidden width of the feed-forward network (default 4 * d_model = C; DETR:
+            8 * d_model = 2048).
+
+    The defaults keep the block cheaper than a NonLocal3d (inner width C / 2) at the I3D-R50 res3
+    and res4 sizes; with d_model = C / 2 and a 2 * d_model FFN it took 1.5x (res3) and 1.9x (res4)
+    NonLocal3d's time (scripts/bench_blocks.py, CPU).
         dropout: DETR's dropout (attention weights, FFN, both residual branches); 0 by default.
         pool_size: max-pool kernel (= stride) over (T, H, W) on the tokens before keys and values
             (as NonLocal3d); keys are encoded at the pooled cells' centres. None: DETR, every token
@@ -94,9 +98,9 @@ class TransformerEncoder3d(nn.Module):
         block = "TransformerEncoder3d"
         check_positive("in_channels", in_channels, block)
         check_positive("heads", heads, block)
-        d_model = in_channels // 2 if inner_channels is None else inner_channels
+        d_model = in_channels // 4 if inner_channels is None else inner_channels
         check_positive("inner_channels", d_model, block)
-        ffn_channels = 2 * d_model if ffn_channels is None else ffn_channels
+        ffn_channels = 4 * d_model if ffn_channels is None else ffn_channels
         check_positive("ffn_channels", ffn_channels, block)
         if d_model % heads or d_model % 2:
             raise ValueError(f"{block}: inner_channels={d_model} must be even and a multiple of heads={heads}")
