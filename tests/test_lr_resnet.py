@@ -27,11 +27,16 @@ def test_parameters_are_the_papers_23_3m(name: str) -> None:
     assert _params(torchvision.models.resnet50()) / 1e6 == pytest.approx(25.56, abs=0.01)  # the paper: 25.5M
 
 
+def test_lr_net_26_parameters_are_the_papers_14_7m() -> None:
+    params = _params(build_lr_resnet(stage_depths=(2, 2, 2, 2), num_classes=1000))
+    assert params == pytest.approx(14.7e6, rel=0.01)  # 14.62M
+
+
 def test_flops_per_frame_match_resnet50_counted_the_same_way() -> None:
-    """The paper gives LR-Net-50 and ResNet-50 the same FLOPs. Counted as everywhere in videoattn
-    (fvcore, multiply-adds) LR-Net-50 has 4.06 GFLOPs per 224x224 frame and ResNet-50 4.11 (the
-    paper's 4.3 for LR-Net-50 is about 0.25 GFLOPs above this counting, as its 2.6 for ResNet-26 is
-    above the 2.36 fvcore counts; see docs/models.md)."""
+    """The paper gives LR-Net-50 the FLOPs of ResNet-50. Counted as everywhere in videoattn (fvcore,
+    multiply-adds) LR-Net-50 has 4.06 GFLOPs per 224x224 frame and ResNet-50 4.11. The paper's
+    absolute 4.3 is NOT matched (-5.6%): its counting is 0.2-0.25 GFLOPs above this one (its 2.6
+    for LR-Net-26 against our 2.40; see docs/models.md)."""
     frame = create_model("c2d_lr50", num_classes=1000, temporal_pool=False).eval()
     resnet = torchvision.models.resnet50().eval()
     with torch.no_grad():
