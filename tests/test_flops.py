@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from videoattn.blocks import LocalRelationBlock3d, NonLocal3d, RelationModule3d, TransformerEncoder3d
-from videoattn.models import create_model, list_models
+from videoattn.models import create_model, insert_blocks, list_models
 from videoattn.models.flops import flop_counter, model_card, model_inputs
 from videoattn.tools import flops as flops_tool
 from videoattn.tools import models as models_tool
@@ -145,3 +145,19 @@ def test_transformer_encoder_flops(pool_size) -> None:
     out_and_ffn = length * 16 * 16 + length * 16 * 24 * 2
     expected = projections + in_proj + attention + out_and_ffn
     assert _flops_without_norms(block, torch.zeros(1, 32, 4, 8, 8)) == expected
+
+
+def test_inserted_relation_blocks_are_counted_in_a_model() -> None:
+    """The three blocks inserted into a model (their custom ops traced inside it): each is counted,
+    and the block costs add up to the difference to the model without them."""
+    x = torch.zeros(1, 3, 4, 64, 64)
+    base = create_model("i3d_tiny", num_classes=10).eval()
+    model = create_model("i3d_tiny", num_classes=10).eval()
+    for block, stage in (("lr", 3), ("relation", 4), ("transformer", 5)):
+        insert_blocks(model, block, f"blocks.{stage}.res_blocks.0")
+    with torch.no_grad():
+        counter, total_base = flop_counter(model, x), flop_counter(base, x).total()
+        by_module = counter.by_module()
+    costs = [by_module[f"blocks.{stage}.res_blocks.0.block"] for stage in (3, 4, 5)]
+    assert all(c > 0 for c in costs)
+    assert counter.total() - total_base == sum(costs)
