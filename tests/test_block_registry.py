@@ -172,6 +172,27 @@ def test_bad_input_raises_value_error(name: str, shape: tuple[int, ...], match: 
 
 
 @pytest.mark.parametrize("name", list_blocks())
+@pytest.mark.parametrize("shape", [(1, 32, 2, 2, 2), (2, 48, 3, 5, 5), (1, 128, 8, 8, 8)], ids=["32", "48", "128"])
+def test_defaults_work_at_the_tiny_sizes_of_cpu_models(name: str, shape: tuple[int, ...]) -> None:
+    """What the CPU ablation inserts into tiny models: C = 32..128, T = 2..8, H = W = 2..8."""
+    block = _trained_like_at(name, shape[1])
+    x = _x(9, shape).requires_grad_()
+    out = block(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def _trained_like_at(name: str, channels: int) -> nn.Module:
+    torch.manual_seed(3)
+    block = make_block(name, channels)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return block
+
+
+@pytest.mark.parametrize("name", list_blocks())
 def test_bad_channel_count_argument(name: str) -> None:
     with pytest.raises(ValueError, match="in_channels must be a positive int"):
         make_block(name, 0)

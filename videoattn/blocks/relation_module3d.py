@@ -109,8 +109,8 @@ class RelationModule3d(nn.Module):
     Args:
         in_channels: channels C of the input; a multiple of ``heads``.
         heads: N_r, the number of relation heads (paper: 16).
-        key_channels: channels of ``query`` and ``key`` (1x1x1 convs), split over the heads
-            (default C // 2; a multiple of ``heads``).
+        key_channels: channels of ``query`` and ``key`` (1x1x1 convs), split over the heads; a
+            multiple of ``heads`` (default C // 2, rounded down to a multiple of ``heads``).
         geometry_channels: d_g, channels of E_G (paper: 64); even, at least 6.
         pool_size: max-pool kernel (= stride) over (T, H, W) on x before ``key`` and ``linear_out``
             (as NonLocal3d); keys sit at the pooled cells' centres. None or (1, 1, 1): no pooling.
@@ -137,7 +137,8 @@ class RelationModule3d(nn.Module):
         block = "RelationModule3d"
         check_positive("in_channels", in_channels, block)
         check_positive("heads", heads, block)
-        key_channels = in_channels // 2 if key_channels is None else key_channels
+        if key_channels is None:  # C / 2, rounded down to a multiple of heads (at least heads)
+            key_channels = max(heads, in_channels // 2 // heads * heads)
         check_positive("key_channels", key_channels, block)
         check_positive("geometry_channels", geometry_channels, block)
         if in_channels % heads or key_channels % heads:

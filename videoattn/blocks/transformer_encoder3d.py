@@ -70,8 +70,8 @@ class TransformerEncoder3d(nn.Module):
     Args:
         in_channels: channels C of the input.
         heads: attention heads (DETR: 8); must divide inner_channels.
-        inner_channels: d_model, the width of the tokens (default C // 4; DETR projects its
-            2048 channels to 256); even.
+        inner_channels: d_model, the width of the tokens; even and a multiple of ``heads``
+            (default C // 4 rounded down to such a number; DETR projects its 2048 channels to 256).
         ffn_channels: hidden width of the feed-forward network (default 4 * d_model = C; DETR:
             8 * d_model = 2048).
 
@@ -98,7 +98,10 @@ class TransformerEncoder3d(nn.Module):
         block = "TransformerEncoder3d"
         check_positive("in_channels", in_channels, block)
         check_positive("heads", heads, block)
-        d_model = in_channels // 4 if inner_channels is None else inner_channels
+        if inner_channels is None:  # C / 4, rounded down to an even multiple of heads
+            step = heads if heads % 2 == 0 else 2 * heads
+            inner_channels = max(step, in_channels // 4 // step * step)
+        d_model = inner_channels
         check_positive("inner_channels", d_model, block)
         ffn_channels = 4 * d_model if ffn_channels is None else ffn_channels
         check_positive("ffn_channels", ffn_channels, block)
