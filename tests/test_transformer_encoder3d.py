@@ -160,6 +160,8 @@ def test_dropout_acts_in_training_only() -> None:
 def test_identity_at_initialisation_and_defaults() -> None:
     block = TransformerEncoder3d(64)
     assert block.inner_channels == 16 and block.linear1.out_features == 64 and block.pool is None
+    # C / 4 rounded down to an even multiple of heads
+    assert TransformerEncoder3d(48).inner_channels == 8 and TransformerEncoder3d(32, heads=3).inner_channels == 6
     x = _x((1, 64, 2, 3, 3), seed=6)
     torch.testing.assert_close(block(x), x, rtol=0, atol=0)
     moved = copy.deepcopy(block)
@@ -171,7 +173,7 @@ def test_identity_at_initialisation_and_defaults() -> None:
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(heads=3), r"inner_channels=8 must be even and a multiple of heads=3"),
+        (dict(heads=3, inner_channels=8), r"inner_channels=8 must be even and a multiple of heads=3"),
         (dict(inner_channels=9, heads=1), r"inner_channels=9 must be even"),
         (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
         (dict(ffn_channels=0), r"ffn_channels must be a positive int"),
