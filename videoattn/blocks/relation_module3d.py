@@ -26,9 +26,9 @@ WAVE_LENGTH = 1000.0
 MIN_GEOMETRY_WEIGHT = 1e-6  # the reference's floor of w_G before the log
 # Logits per chunk (all heads and clips): 2**22 floats = 16 MiB, the fastest of 2**20, 2**22, 2**24 at
 # res3 of I3D-R50. scripts/bench_blocks.py (CPU, 1 thread, batch 2, forward + backward, medians of
-# 7): the chunked path took 3.83 s at res3 (16 heads x 6272 x 1568 logits per clip) against 6.13 s
-# for matmul and 6.01 s for SDPA with the bias as a float mask (both 16x its peak memory), and
-# 0.48 s against 0.52 s and 0.53 s at res4 (16 x 1568 x 392). Below 2**22 logits per clip the plain
+# 7): the chunked path took 3.31 s at res3 (16 heads x 6272 x 1568 logits per clip) against 5.60 s
+# for matmul and 5.55 s for SDPA with the bias as a float mask (both 16x its peak memory), and
+# 0.46 s against 0.58 s and 0.57 s at res4 (16 x 1568 x 392). Below 2**22 logits per clip the plain
 # matmul is used (small inputs; no Python loop).
 CHUNK_ELEMENTS = 2**22
 MIN_CHUNKED_LOGITS = 2**22
