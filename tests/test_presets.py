@@ -8,7 +8,15 @@ import torch
 from conftest import logits, pretend_pretrained
 from torch import nn
 
-from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
+from videoattn.blocks import (
+    CGNL3d,
+    GlobalContext3d,
+    LocalRelationBlock3d,
+    NonLocal3d,
+    RelationModule3d,
+    SqueezeExcite3d,
+    TransformerEncoder3d,
+)
 from videoattn.models import PRESETS, Inserted, create_model, list_models, load_weights
 
 # Residual stages res2..res5 of each backbone, spelled out (SlowFast: the slow pathway).
@@ -37,6 +45,9 @@ def expected_r50(backbone: str) -> dict[str, tuple[type, list[str]]]:
         f"{backbone}_se": (SqueezeExcite3d, inside(backbone, (2, 3, 4, 5))),
         f"{backbone}_cgnl": (CGNL3d, after(backbone, 4, (4,))),  # res4 has 6 blocks: before the last
         f"{backbone}_cgnl5": (CGNL3d, nl_places),
+        f"{backbone}_lr": (LocalRelationBlock3d, nl_places),
+        f"{backbone}_relation": (RelationModule3d, nl_places),
+        f"{backbone}_transformer": (TransformerEncoder3d, nl_places),
     }
 
 
@@ -78,6 +89,13 @@ def test_where_each_preset_puts_its_blocks(name: str) -> None:
             assert block.planes == channels // 16 and block.fusions == ("add",) and block.pooling == "att"
         elif cls is SqueezeExcite3d:
             assert block.fc1.out_channels == channels // 16
+        elif cls is LocalRelationBlock3d:
+            assert block.lr.kernel_size == (3, 7, 7) and block.lr.heads == 8 and block.lr.stride == (1, 1, 1)
+        elif cls is RelationModule3d:
+            assert block.heads == 16 and block.geometry_channels == 64 and block.pool_size == (1, 2, 2)
+            assert block.key_channels == channels // 2
+        elif cls is TransformerEncoder3d:
+            assert block.heads == 8 and block.pool_size == (1, 2, 2) and block.inner_channels == channels // 4
         else:
             assert block.groups == 8 and block.kernel == "dot"
         assert block_in_channels(block) == channels
@@ -88,7 +106,8 @@ def block_in_channels(block: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "i3d_tiny_cgnl", "slowfast_tiny_nl",
-                                  "i3d_r50_nl", "slowfast_r50_gc", "slow_r50_cgnl5"])
+                                  "i3d_r50_nl", "slowfast_r50_gc", "slow_r50_cgnl5",
+                                  "i3d_r50_lr", "slow_r50_relation", "slowfast_r50_transformer"])
 def test_identity_blocks_keep_pretrained_logits(name: str) -> None:
     backbone = name.rsplit("_", 1)[0]
     pretrained = pretend_pretrained(create_model(backbone, num_classes=10), seed=4)

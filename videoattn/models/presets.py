@@ -8,6 +8,9 @@ the block goes after the residual block or inside its residual branch.
   SE   Hu et al. 2018 (arXiv 1709.01507): every bottleneck, same place (SE-ResNet).
   CGNL Yue et al. 2018 (arXiv 1810.13125): one block in res4 before its last residual
        block (dot kernel, 8 groups); "cgnl5" puts CGNL at the five NL places instead.
+  LR, Relation, Transformer (arXiv 1904.11491, 1711.11575, 2005.12872): at the five NL places,
+       to compare the operators of Non-local's family in one model; keys max-pooled (1, 2, 2)
+       as NL's for Relation and Transformer.
 SlowFast presets touch the slow pathway only.
 """
 from __future__ import annotations
@@ -64,6 +67,9 @@ _NL = dict(pool_size=(1, 2, 2))
 _GC = dict(ratio=1 / 16, fusions=("add",))
 _SE = dict(ratio=1 / 16)
 _CGNL = dict(groups=8, kernel="dot")
+_LR = dict(kernel_size=(3, 7, 7), heads=8)
+_RELATION = dict(heads=16, geometry_channels=64, pool_size=(1, 2, 2))
+_TRANSFORMER = dict(heads=8, pool_size=(1, 2, 2))
 
 
 def _r50_presets(instantiation: str) -> dict[str, Placement]:
@@ -73,6 +79,9 @@ def _r50_presets(instantiation: str) -> dict[str, Placement]:
         "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
         "cgnl": Placement("cgnl", {4: (-2,)}, "after", _CGNL),
         "cgnl5": Placement("cgnl", _NL_PLACES, "after", _CGNL),
+        "lr": Placement("lr", _NL_PLACES, "after", _LR),
+        "relation": Placement("relation", _NL_PLACES, "after", _RELATION),
+        "transformer": Placement("transformer", _NL_PLACES, "after", _TRANSFORMER),
     }
 
 
