@@ -1,6 +1,6 @@
 """Receptive fields measured on the network (videoattn.models.receptive_field): a toy stack with a
 known field, and the per-stage fields of i3d_tiny and of the relations task's probe i3d_probe,
-as docs/ablation.md states them.
+as docs/relations.md states them.
 """
 from __future__ import annotations
 

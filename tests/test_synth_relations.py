@@ -237,3 +237,24 @@ def test_backgrounds_and_distractors_are_grey() -> None:
     coloured = np.ptp(frames.astype(int), axis=-1) > 0  # [T, H, W]
     objects = _mask(scene.sprites[0], 8) | _mask(scene.sprites[1], 8)
     assert coloured.any() and not (coloured & ~objects).any()
+
+
+@pytest.mark.parametrize("relation", list(RELATIONS))
+def test_a_sum_of_per_object_scores_gets_at_most_three_quarters(relation: str) -> None:
+    """The bound docs/relations.md states for a network without a block: a threshold on f(A) + g(B)
+    (any f, g: the sets it can call "the same" are staircases in some order of A's and of B's tones)
+    is right on at most 0.75 of a pair's videos, with the generator's distribution (A uniform; B the
+    same, or uniform among the others)."""
+    from itertools import permutations, product
+
+    k = len(TONES[relation])
+    best = 0.0
+    for rows, cols in product(permutations(range(k)), repeat=2):
+        for widths in product(range(k + 1), repeat=k):
+            if any(widths[i] < widths[i + 1] for i in range(k - 1)):
+                continue
+            said_same = {(rows[r], cols[c]) for r in range(k) for c in range(widths[r])}
+            accuracy = 0.5 + sum(1 / (2 * k) for t in range(k) if (t, t) in said_same)
+            accuracy -= sum(1 / (2 * k * (k - 1)) for a, b in said_same if a != b)
+            best = max(best, accuracy)
+    assert best == pytest.approx(0.75)

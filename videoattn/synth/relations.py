@@ -10,13 +10,15 @@ Two relations, each a pair of classes:
   shade    two squares: the same shade of grey / different shades (dark or light, jittered)
 
 Which relation a video is about shows in each object alone (a coloured disk or a grey square);
-whether it holds does not: A's relational attribute is uniform, B's equals it or is another one, so each
-object's attribute is uniform in both classes of a pair, and everything else (position, drift,
-size) is drawn independently. A model that sums per-position features of a field
-smaller than MIN_GAP (a CNN with global average pooling and a linear classifier) can name the
-relation but not tell whether it holds (an equality of two objects' attributes is not a sum of
-functions of each): its accuracy is at most 0.5. The same random draws give both classes of a
-pair, which differ only in B's relational attribute (tested).
+whether it holds does not: A's relational attribute is uniform, B's equals it or is another one,
+so each object's attribute is uniform in both classes of a pair, and everything else (position,
+drift, size) is drawn independently. A network whose output is a linear function of a sum of
+per-position features, each from a field smaller than MIN_GAP (a CNN with global average pooling
+and a linear classifier), scores a video by f(A) + g(B): no such sum tells "the same" from
+"different" everywhere (an equality is an XOR of the two objects' attributes), and the best one
+gets 3 of the 4 dark/light combinations of a pair right (for example "same" only when both are
+dark): within a pair it is bounded by 0.75, and chance is 0.5. The same random draws give both
+classes of a pair, which differ only in B's relational attribute (tested).
 
 Nuisances: the frame rate and length, which band A is in and the pair's axis, each object's
 position in its band, a slow drift along it, its size and angle, the jitter of its colour or shade,
