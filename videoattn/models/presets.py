@@ -85,12 +85,29 @@ def _r50_presets(instantiation: str) -> dict[str, Placement]:
     }
 
 
-_TINY = {
-    "nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "softmax"}),
-    "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "inside", _GC),
+# Tiny backbones (tests, the CPU demo, the ablations): one preset per block of the registry, so
+# that a block added to videoattn.blocks gets i3d_tiny_<name> and i3d_probe_<name> with no change
+# here. A block goes "after" the residual blocks at the tiny NL places (res3 and res4 block 0)
+# unless its paper puts it elsewhere. GC goes into every res3-res5 bottleneck like GCNet, at
+# GCNet's "after add" position (after the residual addition and its ReLU) rather than its default
+# (after the branch's last norm): these backbones train from scratch with that norm
+# zero-initialised, and there the default collapses (docs/gc_collapse.md).
+_TINY_NL_PLACES = {3: (0,), 4: (0,)}
+_TINY_OVERRIDES = {
+    "nl": Placement("nl", _TINY_NL_PLACES, "after", {**_NL, "instantiation": "softmax"}),
+    "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "after", _GC),
     "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
     "cgnl": Placement("cgnl", {4: (0,)}, "after", _CGNL),
 }
+
+
+def _tiny_presets() -> dict[str, Placement]:
+    from videoattn.blocks import list_blocks
+
+    return {name: _TINY_OVERRIDES.get(name, Placement(name, _TINY_NL_PLACES, "after")) for name in list_blocks()}
+
+
+_TINY = _tiny_presets()
 
 # backbone -> {suffix: placement}
 PRESETS: dict[str, dict[str, Placement]] = {
@@ -98,6 +115,7 @@ PRESETS: dict[str, dict[str, Placement]] = {
     "slow_r50": _r50_presets("dot_product"),
     "slowfast_r50": _r50_presets("dot_product"),
     "i3d_tiny": _TINY,
+    "i3d_probe": _TINY,
     "slowfast_tiny": {"nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "dot_product"})},
 }
 
