@@ -177,7 +177,8 @@ def summarise(results: list[dict], args: argparse.Namespace, task: Task) -> str:
 
     recipe = yaml.safe_load((ROOT / task.config).read_text())
     data = recipe["data"]["init_args"]
-    crop, frames, views = data["crop_size"], data["num_frames"], data.get("test_views", [10, 3])
+    clip = data.get("clip", data)  # ClipSettings (data.clip); older recipes held the keys flat
+    crop, frames, views = clip["crop_size"], clip["num_frames"], clip.get("test_views", [10, 3])
     num_classes = len((Path(args.data) / "classes.txt").read_text().split())
     counts = {s: len((Path(args.data) / f"{s}.csv").read_text().splitlines()) for s in ("train", "val", "test")}
     present = [v for v in variants() if any(r["variant"] == v for r in results)]

@@ -149,12 +149,14 @@ def test_torch_compile_training_graph_matches_eager() -> None:
     ref.square().sum().backward()
     grads_ref = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
+    # compiled, the 1x1x1 convs are standard ops while eager CPU runs the GEMM Function: the same math
+    # in another float32 summation order (differences up to 4e-5 measured)
     out = torch.compile(model, backend="aot_eager")(x_c)
     out.square().sum().backward()
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
     for p, g in zip(model.parameters(), grads_ref):
-        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", list_blocks())
