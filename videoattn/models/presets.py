@@ -98,6 +98,7 @@ _TINY_OVERRIDES = {
     "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "after", _GC),
     "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
     "cgnl": Placement("cgnl", {4: (0,)}, "after", _CGNL),
+    "transformer": Placement("transformer", _TINY_NL_PLACES, "after", _TRANSFORMER),  # keys pooled as NL's
 }
 
 
