@@ -35,8 +35,8 @@ ffmpeg-libs:
 test: $(STAMP) ffmpeg-libs
 	$(PY) -m pytest -q tests
 
-# The embedded default: generate the synthetic dataset, train configs/demo.yaml,
-# run the 10x3-view test and print multi-view top-1/top-5.
+# The embedded default: generate the synthetic relations dataset, train i3d_probe_nl
+# (configs/relations.yaml + configs/demo.yaml), test it, print one line against the baseline.
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 

@@ -1,20 +1,28 @@
 #!/usr/bin/env python
-"""Ablation on the synthetic action dataset: the same tiny I3D and the same budget (configs/demo.yaml),
-baseline vs +NL vs +GC vs +SE vs +CGNL (the i3d_tiny presets), several seeds each. Every run is
-`videoattn fit` then `videoattn test` (10x3 views) in a subprocess; results are appended to
-<work>/results.jsonl (an interrupted ablation resumes where it stopped), then summarised as a
-Markdown table (clip and multi-view top-1, mean and std over seeds, params, GFLOPs per view,
-train time) and a PNG bar chart.
+"""Ablation on a synthetic task: the same tiny backbone and the same recipe, without a block
+(baseline) and with EVERY block of the registry (videoattn.blocks.list_blocks(): a block added
+to the registry gets its row with no change here), several seeds each. Every run is
+`videoattn fit` then `videoattn test` in a subprocess; results are appended to
+<work>/<task>/results.jsonl (an interrupted ablation resumes where it stopped), then summarised
+per task as a Markdown table (clip and multi-view top-1, mean ± std over seeds, the difference to
+the baseline with a 95% Welch's t confidence interval, params, GFLOPs per view, train time), a
+PNG chart with error bars and the per-run JSON lines.
 
-  python scripts/ablation.py                       # 5 variants x 3 seeds, docs/ablation.{md,png}
-  python scripts/ablation.py --jobs 2              # two runs at a time, one thread each
-  python scripts/ablation.py --variants baseline nl --seeds 0 --epochs 2   # a quick look
+Tasks (dataset generated if missing, seed 0):
+  relations  `videoattn synth --task relations`, configs/relations.yaml, i3d_probe[_<block>]
+             (a 27 px receptive field: no row sees both objects without a block)
+  actions    `videoattn synth --task actions`, configs/ablation_actions.yaml, i3d_tiny[_<block>]
+
+  python scripts/ablation.py --task relations --jobs 2      # every variant x 3 seeds -> docs/ablation_relations.{md,png,jsonl}
+  python scripts/ablation.py --task actions --jobs 2
+  python scripts/ablation.py --task relations --variants baseline nl --seeds 0 --epochs 2 --out runs/ablation/look  # a quick look
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -22,29 +30,92 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-VARIANTS = {"baseline": "i3d_tiny", "nl": "i3d_tiny_nl", "gc": "i3d_tiny_gc", "se": "i3d_tiny_se", "cgnl": "i3d_tiny_cgnl"}
-LABELS = {"baseline": "baseline", "nl": "+NL", "gc": "+GC", "se": "+SE", "cgnl": "+CGNL"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="runs/ablation/synth",
-                   help="synthetic dataset folder (generated if missing, with the demo's settings: seed 0, --videos-per-class)")
-    p.add_argument("--videos-per-class", type=int, default=150, help="if the dataset is generated (as scripts/demo.sh)")
-    p.add_argument("--config", default="configs/demo.yaml", help="recipe shared by all runs")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs at a time; each gets cores/jobs threads (tiny models: 2 one-thread runs do twice the work of one 2-thread run)")
-    p.add_argument("--work", default="runs/ablation", help="run folders and results.jsonl")
-    p.add_argument("--table", default="docs/ablation.md")
-    p.add_argument("--chart", default="docs/ablation.png")
-    return p
+@dataclass(frozen=True)
+class Task:
+    """What one task's ablation runs: its recipe, its backbone, and how its dataset is made."""
+
+    config: str
+    backbone: str
+    videos_per_class: int
+    title: str
 
 
+TASKS = {
+    "relations": Task("configs/relations.yaml", "i3d_probe", 500, "the relations task (two objects farther apart than the backbone's field)"),
+    "actions": Task("configs/ablation_actions.yaml", "i3d_tiny", 150, "the actions task (classes told apart by the order of frames)"),
+}
+
+
+def variants() -> list[str]:
+    """"baseline" and every block name of the registry, in registry order."""
+    from videoattn.blocks import list_blocks
+
+    return ["baseline", *list_blocks()]
+
+
+def model_name(backbone: str, variant: str) -> str:
+    return backbone if variant == "baseline" else f"{backbone}_{variant}"
+
+
+def label(variant: str) -> str:
+    return "baseline" if variant == "baseline" else f"+{variant.upper()}"
+
+
+# ------------------------------------------------------------------------------------ statistics
+def _t_cdf(t: float, df: float) -> float:
+    """CDF of Student's t with ``df`` (real, > 0) degrees of freedom: Simpson's rule on the density
+    over [0, |t|] (smooth and bounded: 2000 intervals are exact to ~1e-10 for the values used here)."""
+    if t == 0:
+        return 0.5
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    pdf = lambda x: math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))  # noqa: E731
+    n, b = 2000, abs(t)
+    h = b / n
+    area = pdf(0) + pdf(b) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n))
+    half = area * h / 3
+    return 0.5 + half if t > 0 else 0.5 - half
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile (0.5 < p < 1) of Student's t with ``df`` degrees of freedom (bisection)."""
+    if not 0.5 < p < 1 or not df > 0:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df > 0, got p={p}, df={df}")
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def welch_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of means ``mean(a) - mean(b)`` and its ``level`` confidence interval by Welch's t
+    (unequal variances, Welch-Satterthwaite degrees of freedom). Needs at least 2 values per side;
+    with no spread on either side the interval is the point itself."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"Welch's interval needs at least 2 values per group, got {len(a)} and {len(b)}")
+    diff = statistics.mean(a) - statistics.mean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t_quantile(0.5 + level / 2, df) * se
+    return diff, diff - half, diff + half
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# ------------------------------------------------------------------------------------------ runs
 def _run(cmd: list[str], log: Path, threads: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("a") as f:
@@ -70,11 +141,12 @@ def _video_top1(predictions: Path) -> float:
     return sum(r["label"] == r["class_1"] for r in rows) / len(rows)
 
 
-def one_run(args: argparse.Namespace, variant: str, seed: int, threads: int) -> dict:
-    run_dir = Path(args.work) / f"{variant}_seed{seed}"
+def one_run(args: argparse.Namespace, task: Task, variant: str, seed: int, threads: int) -> dict:
+    run_dir = Path(args.work) / args.task / f"{variant}_seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "log.txt"
-    common = ["--config", args.config, "--model.backbone", VARIANTS[variant], "--data.init_args.root", args.data,
+    model = model_name(task.backbone, variant)
+    common = ["--config", str(ROOT / task.config), "--model.backbone", model, "--data.init_args.root", str(args.data),
               "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false"]
     fit = [sys.executable, "-m", "videoattn.cli", "fit", *common, "--seed_everything", str(seed)]
     if args.epochs:
@@ -85,108 +157,154 @@ def one_run(args: argparse.Namespace, variant: str, seed: int, threads: int) -> 
     predictions = run_dir / "test_predictions.csv"
     _run([sys.executable, "-m", "videoattn.cli", "test", *common, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
           "--model.predictions_csv", str(predictions)], log, threads)
-    return {"variant": variant, "seed": seed, "clip_top1": _clip_top1(run_dir), "video_top1": _video_top1(predictions),
-            "train_minutes": train_time / 60, "epochs": args.epochs, "threads": threads}
+    return {"task": args.task, "variant": variant, "model": model, "seed": seed, "clip_top1": _clip_top1(run_dir),
+            "video_top1": _video_top1(predictions), "train_minutes": train_time / 60, "epochs": args.epochs, "threads": threads}
 
 
-def _costs(variants: list[str], crop: int, frames: int, num_classes: int) -> dict[str, tuple[float, float]]:
+# --------------------------------------------------------------------------------------- summary
+def _costs(names: dict[str, str], crop: int, frames: int, num_classes: int) -> dict[str, tuple[float, float]]:
     from videoattn.models.flops import model_card
 
     out = {}
-    for v in variants:
-        card = model_card(VARIANTS[v], num_classes=num_classes, frames=(frames,), crop_size=crop)
-        out[v] = (card.params / 1e6, card.flops / 1e9)
+    for variant, name in names.items():
+        card = model_card(name, num_classes=num_classes, frames=(frames,), crop_size=crop)
+        out[variant] = (card.params / 1e6, card.flops / 1e9)
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarise(results: list[dict], args: argparse.Namespace) -> None:
+def summarise(results: list[dict], args: argparse.Namespace, task: Task) -> str:
     import yaml
 
-    recipe = yaml.safe_load(Path(args.config).read_text())
+    recipe = yaml.safe_load((ROOT / task.config).read_text())
     data = recipe["data"]["init_args"]
-    crop, frames = data["crop_size"], data["num_frames"]
+    clip = data.get("clip", data)  # ClipSettings (data.clip); older recipes held the keys flat
+    crop, frames, views = clip["crop_size"], clip["num_frames"], clip.get("test_views", [10, 3])
     num_classes = len((Path(args.data) / "classes.txt").read_text().split())
     counts = {s: len((Path(args.data) / f"{s}.csv").read_text().splitlines()) for s in ("train", "val", "test")}
-    variants = [v for v in VARIANTS if any(r["variant"] == v for r in results)]
-    costs = _costs(variants, crop, frames, num_classes)
-    epochs = {r["epochs"] or recipe["trainer"]["max_epochs"] for r in results}
+    present = [v for v in variants() if any(r["variant"] == v for r in results)]
+    costs = _costs({v: model_name(task.backbone, v) for v in present}, crop, frames, num_classes)
+    epochs = sorted({r["epochs"] or recipe["trainer"]["max_epochs"] for r in results})
     threads = sorted({r.get("threads", os.cpu_count()) for r in results})
-    raw = Path(args.table).with_suffix(".jsonl")
+    seeds = sorted({r["seed"] for r in results})
+    by_variant = {v: [r for r in results if r["variant"] == v] for v in present}
+    base = by_variant.get("baseline", [])
     rows, chart = [], {}
-    for v in variants:
-        mine = [r for r in results if r["variant"] == v]
+    for v in present:
+        mine = by_variant[v]
         clip, video, minutes = (_mean_std([r[k] for r in mine]) for k in ("clip_top1", "video_top1", "train_minutes"))
+        diffs = []
+        for key in ("video_top1", "clip_top1"):
+            if v == "baseline" or len(mine) < 2 or len(base) < 2:
+                diffs.append("—")
+            else:
+                d, lo, hi = welch_ci([r[key] for r in mine], [r[key] for r in base])
+                diffs.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         chart[v] = (clip, video)
-        rows.append(f"| {LABELS[v]} (`{VARIANTS[v]}`) | {len(mine)} | {clip[0]:.3f} ± {clip[1]:.3f} | {video[0]:.3f} ± {video[1]:.3f} "
-                    f"| {costs[v][0]:.3f} | {costs[v][1]:.3f} | {minutes[0]:.1f} ± {minutes[1]:.1f} |")
+        rows.append(f"| {label(v)} (`{model_name(task.backbone, v)}`) | {len(mine)} | {clip[0]:.3f} ± {clip[1]:.3f} | "
+                    f"{video[0]:.3f} ± {video[1]:.3f} | {diffs[0]} | {diffs[1]} | {costs[v][0]:.3f} | {costs[v][1]:.3f} | "
+                    f"{minutes[0]:.1f} ± {minutes[1]:.1f} |")
     table = "\n".join([
-        "| model | seeds | clip top-1 | multi-view top-1 (10x3) | params (M) | GFLOPs / view | train time (min) |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | seeds | clip top-1 | multi-view top-1 ({views[0]}x{views[1]}) | multi-view Δ vs baseline [95% CI] | "
+        "clip Δ vs baseline [95% CI] | params (M) | GFLOPs / view | train time (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
+    per_run = "\n".join(f"| {label(r['variant'])} | {r['seed']} | {r['clip_top1']:.3f} | {r['video_top1']:.3f} | {r['train_minutes']:.1f} |"
+                        for v in present for r in sorted(by_variant[v], key=lambda r: r["seed"]))
+    stem = Path(args.out)
     text = (
-        "# Ablation: attention blocks in a tiny I3D on the synthetic action dataset\n\n"
-        f"Recipe `{args.config}` for every run ({'/'.join(map(str, sorted(epochs)))} epochs, {frames}x{crop}x{crop} clips, "
-        f"AdamW, from scratch), only the model changes; dataset `videoattn synth` ({num_classes} classes; train/val/test "
-        f"{counts['train']}/{counts['val']}/{counts['test']} videos), seeds {', '.join(map(str, sorted({r['seed'] for r in results})))}. Mean ± standard deviation over "
-        "seeds. Clip top-1: every single view of every test video scored alone; multi-view: the softmax of the 10 temporal x "
-        "3 spatial views averaged per video. GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes of "
-        f"`videoattn fit` (training and validation) on a {os.cpu_count()}-core CPU with {'/'.join(map(str, threads))} torch thread(s) per run, "
-        f"{max(1, (os.cpu_count() or 1) // threads[0])} run(s) at a time: compare the rows with each other, not with other machines.\n\n"
-        f"{table}\n\n![ablation](ablation.png)\n\nGenerated by `python scripts/ablation.py`; one line per run in "
-        f"[{raw.name}]({raw.name}) (a copy of `{args.work}/results.jsonl`).\n"
+        f"# Ablation on {task.title}\n\n"
+        f"Recipe `{task.config}` for every run ({'/'.join(map(str, epochs))} epochs, {frames}x{crop}x{crop} clips, AdamW, from "
+        f"scratch), only the model changes: `{task.backbone}` without a block and with each block of the registry "
+        f"(`videoattn.models.presets`: where each paper puts it). Dataset `videoattn synth --task {args.task}` ({num_classes} classes; "
+        f"train/val/test {counts['train']}/{counts['val']}/{counts['test']} videos), seeds {', '.join(map(str, seeds))}. "
+        "Mean ± standard deviation over seeds. Clip top-1: every single view of every test video scored alone; multi-view: "
+        f"the softmax of the {views[0]} temporal x {views[1]} spatial views averaged per video. Δ: the difference of the means "
+        "to the baseline's, with its 95% confidence interval by Welch's t (unequal variances, Welch-Satterthwaite degrees "
+        "of freedom; with 3 seeds per row an interval is wide: it excludes 0 only for a difference several standard "
+        "deviations large). GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes of "
+        f"`videoattn fit` (training and validation) on a {os.cpu_count()}-core CPU with {'/'.join(map(str, threads))} torch "
+        f"thread(s) per run, {args.jobs} run(s) at a time: compare the rows with each other, not with other machines.\n\n"
+        f"{table}\n\n![ablation]({stem.with_suffix('.png').name})\n\n"
+        "Per run (multi-view top-1 is the per-video accuracy):\n\n| model | seed | clip top-1 | multi-view top-1 | train time (min) |\n"
+        f"|---|---|---|---|---|\n{per_run}\n\n"
+        f"Generated by `python scripts/ablation.py --task {args.task}`; one line per run in "
+        f"[{stem.with_suffix('.jsonl').name}]({stem.with_suffix('.jsonl').name}).\n"
     )
-    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.table).write_text(text)
-    raw.write_text("".join(json.dumps(r) + "\n" for r in results))
-    _bar_chart(chart, Path(args.chart))
-    print(text)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    _chart(chart, results, stem.with_suffix(".png"), f"{task.backbone} on the {args.task} task: mean ± std over {len(seeds)} seeds")
+    return text
 
 
-def _bar_chart(chart: dict[str, tuple[tuple[float, float], tuple[float, float]]], path: Path) -> None:
+def _chart(chart: dict[str, tuple[tuple[float, float], tuple[float, float]]], results: list[dict], path: Path, title: str) -> None:
+    """Bars: mean clip and multi-view top-1 per variant, error bars one standard deviation; dots: the runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(chart)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 4))
     width = 0.38
-    for k, (label, colour) in enumerate((("clip top-1", "#8fb3d9"), ("multi-view top-1 (10x3)", "#2b6cb0"))):
-        means = [chart[v][k][0] for v in names]
-        stds = [chart[v][k][1] for v in names]
+    for k, (key, name, colour) in enumerate((("clip_top1", "clip top-1", "#8fb3d9"), ("video_top1", "multi-view top-1", "#2b6cb0"))):
         xs = [i + (k - 0.5) * width for i in range(len(names))]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=label, color=colour)
-    ax.set_xticks(range(len(names)), [LABELS[v] for v in names])
+        ax.bar(xs, [chart[v][k][0] for v in names], width, yerr=[chart[v][k][1] for v in names], capsize=3, label=name, color=colour)
+        for x, v in zip(xs, names):
+            runs = [r[key] for r in results if r["variant"] == v]
+            ax.plot([x] * len(runs), runs, "o", color="black", ms=2.5, zorder=3)
+    ax.set_xticks(range(len(names)), [label(v) for v in names])
     ax.set_ylabel("top-1 accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title("tiny I3D on the synthetic dataset: mean ± std over seeds")
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)  # below the axes, off the bars
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def main() -> None:
-    args = _parser().parse_args()
-    if not (Path(args.data) / "train.csv").is_file():
-        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", args.data, "--videos-per-class", str(args.videos_per_class),
-                        "--seed", "0"], check=True)
-    results_path = Path(args.work) / "results.jsonl"
+# ------------------------------------------------------------------------------------------ main
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="relations", choices=list(TASKS))
+    p.add_argument("--data", help="dataset folder (default runs/ablation/<task>/synth; generated if missing, seed 0)")
+    p.add_argument("--videos-per-class", type=int, help="if the dataset is generated (default: the task's)")
+    p.add_argument("--variants", nargs="+", help="baseline and block names (default: baseline + every registered block)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time; each gets cores/jobs threads (tiny models: 2 one-thread runs do twice the work of one 2-thread run)")
+    p.add_argument("--work", default="runs/ablation", help="run folders and results.jsonl, under <work>/<task>/")
+    p.add_argument("--out", help="table, chart and JSON lines: <out>.md/.png/.jsonl (default docs/ablation_<task>)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    task = TASKS[args.task]
+    valid = variants()
+    chosen = args.variants or valid
+    unknown = [v for v in chosen if v not in valid]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    args.data = Path(args.data or Path(args.work) / args.task / "synth")
+    args.out = args.out or f"docs/ablation_{args.task}"
+    if not (args.data / "train.csv").is_file():
+        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", args.task, "--videos-per-class",
+                        str(args.videos_per_class or task.videos_per_class), "--seed", "0"], check=True)
+    results_path = Path(args.work) / args.task / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.is_file() else []
-    todo = [(v, s) for s in args.seeds for v in args.variants  # seed-major: a partial ablation still covers every variant
+    todo = [(v, s) for s in args.seeds for v in chosen  # seed-major: a partial ablation still covers every variant
             if not any(r["variant"] == v and r["seed"] == s and r["epochs"] == args.epochs for r in done)]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     lock = threading.Lock()
 
-    def task(variant: str, seed: int) -> None:
-        print(f"== {variant} seed {seed} ({threads} threads)", flush=True)
-        result = one_run(args, variant, seed, threads)
+    def run(variant: str, seed: int) -> None:
+        print(f"== {args.task}: {variant} seed {seed} ({threads} threads)", flush=True)
+        result = one_run(args, task, variant, seed, threads)
         with lock:  # results.jsonl is the resume point: one complete line per finished run
             print(json.dumps(result), flush=True)
             done.append(result)
@@ -194,14 +312,15 @@ def main() -> None:
                 f.write(json.dumps(result) + "\n")
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(task, v, s) for v, s in todo]
+        futures = [pool.submit(run, v, s) for v, s in todo]
         try:
             for future in futures:
                 future.result()  # re-raises the first failed run
         except BaseException:
             pool.shutdown(cancel_futures=True)  # finished runs are kept in results.jsonl; a rerun resumes
             raise
-    summarise([r for r in done if r["variant"] in args.variants and r["seed"] in args.seeds and r["epochs"] == args.epochs], args)
+    mine = [r for r in done if r["variant"] in chosen and r["seed"] in args.seeds and r["epochs"] == args.epochs]
+    print(summarise(mine, args, task))
 
 
 if __name__ == "__main__":

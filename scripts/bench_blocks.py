@@ -1,6 +1,8 @@
-"""Speed and peak memory of the four blocks at the sizes where the I3D-R50 recipes put them
+"""Speed and peak memory of the blocks at the sizes where the I3D-R50 recipes put them
 (res3: C=512, 8x28x28; res4: C=1024, 8x14x14), forward + backward, fp32 on the CPU, against
-pytorchvideo's NonLocal (softmax / dot_product, pool (1, 2, 2)) in the same run.
+pytorchvideo's NonLocal (softmax / dot_product, pool (1, 2, 2)) in the same run; the last column
+is the time against our NonLocal3d (softmax, auto). res3_t4 (C=512, 4x28x28, half of res3's
+positions) shows how memory grows with T*H*W.
 
 Time: CPU time (time.process_time) of one forward + backward, median over --repeats rounds,
   candidates interleaved round-robin. With --threads 1 (default) CPU time is the work done and
@@ -26,14 +28,24 @@ from typing import Callable
 import torch
 from torch import nn
 
-SIZES = {"res3": (512, 8, 28, 28), "res4": (1024, 8, 14, 14)}
+SIZES = {"res3": (512, 8, 28, 28), "res4": (1024, 8, 14, 14), "res3_t4": (512, 4, 28, 28)}
+DEFAULT_SIZES = ["res3", "res4"]
+OURS = "NonLocal3d softmax auto"
 
 
 def candidates() -> dict[str, tuple[str, Callable[[int], nn.Module]]]:
     """name -> (anchor name, builder(channels)). Anchors are pytorchvideo's NonLocal."""
     from pytorchvideo.layers.nonlocal_net import create_nonlocal
 
-    from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
+    from videoattn.blocks import (
+        CGNL3d,
+        GlobalContext3d,
+        LocalRelationBlock3d,
+        NonLocal3d,
+        RelationModule3d,
+        SqueezeExcite3d,
+        TransformerEncoder3d,
+    )
 
     def pv(inst: str) -> Callable[[int], nn.Module]:
         return lambda c: create_nonlocal(dim_in=c, dim_inner=c // 2, pool_size=(1, 2, 2), instantiation=inst)
@@ -55,6 +67,15 @@ def candidates() -> dict[str, tuple[str, Callable[[int], nn.Module]]]:
         "SqueezeExcite3d 1/16": (softmax, lambda c: SqueezeExcite3d(c)),
         "CGNL3d dot g=8": (softmax, lambda c: CGNL3d(c)),
         "CGNL3d gaussian g=8 order 3": (softmax, lambda c: CGNL3d(c, kernel="gaussian")),
+        "LocalRelationBlock3d 3x7x7 m=8": (softmax, lambda c: LocalRelationBlock3d(c)),
+        "RelationModule3d 16 heads auto": (softmax, lambda c: RelationModule3d(c)),
+        "RelationModule3d 16 heads matmul": (softmax, lambda c: RelationModule3d(c, impl="matmul")),
+        "RelationModule3d 16 heads sdpa": (softmax, lambda c: RelationModule3d(c, impl="sdpa")),
+        "RelationModule3d 8 heads auto": (softmax, lambda c: RelationModule3d(c, heads=8)),
+        "TransformerEncoder3d pool 1,2,2": (softmax, lambda c: TransformerEncoder3d(c, pool_size=(1, 2, 2))),
+        "TransformerEncoder3d no pool": (softmax, lambda c: TransformerEncoder3d(c)),
+        "TransformerEncoder3d d=C/2 pool": (
+            softmax, lambda c: TransformerEncoder3d(c, inner_channels=c // 2, ffn_channels=c, pool_size=(1, 2, 2))),
     }
 
 
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--only", nargs="*", default=None, help="substrings of candidate names to keep")
     parser.add_argument("--no-memory", action="store_true", help="time only (memory runs one subprocess per candidate)")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
@@ -151,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     cands = candidates()
-    names = [n for n in cands if args.only is None or any(s in n for s in args.only) or cands[n][0] == n]
+    names = [n for n in cands if args.only is None or any(s in n for s in args.only) or cands[n][0] == n or n == OURS]
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, fp32, forward+backward, "
           f"median of {args.repeats}; ratios are against the anchor in the same run")
     for size in args.sizes:
@@ -159,12 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{size}: N={args.batch}, C={c}, {t}x{h}x{w}   (max |ours - pytorchvideo| = {check_equal(size, args.batch):.2e})")
         times = time_all(names, size, args.batch, args.repeats)
         mems = {n: float("nan") if args.no_memory else memory_in_subprocess(n, size, args.batch, args.threads) for n in names}
-        print(f"  {'block':32s} {'cpu s':>7s} {'wall s':>7s} {'peak MiB':>9s} {'time/anchor':>12s} {'mem/anchor':>11s}  anchor")
+        print(f"  {'block':34s} {'cpu s':>7s} {'wall s':>7s} {'peak MiB':>9s} {'time/anchor':>12s} {'mem/anchor':>11s} "
+              f"{'time/NonLocal3d':>16s}  anchor")
         for n in names:
             anchor = cands[n][0]
             print(
-                f"  {n:32s} {times[n][0]:7.3f} {times[n][1]:7.3f} {mems[n]:9.1f} "
-                f"{times[n][0] / times[anchor][0]:12.2f} {mems[n] / mems[anchor]:11.2f}  {anchor}",
+                f"  {n:34s} {times[n][0]:7.3f} {times[n][1]:7.3f} {mems[n]:9.1f} "
+                f"{times[n][0] / times[anchor][0]:12.2f} {mems[n] / mems[anchor]:11.2f} "
+                f"{times[n][0] / times[OURS][0]:16.2f}  {anchor}",
                 flush=True,
             )
 

@@ -7,10 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from videoattn.blocks import BLOCKS, CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d, list_blocks, make_block
+from videoattn.blocks import (
+    BLOCKS,
+    CGNL3d,
+    GlobalContext3d,
+    LocalRelationBlock3d,
+    NonLocal3d,
+    RelationModule3d,
+    SqueezeExcite3d,
+    TransformerEncoder3d,
+    list_blocks,
+    make_block,
+)
 
 C = 32
-IDENTITY_AT_INIT = {"nl", "gc", "cgnl"}
+IDENTITY_AT_INIT = {"nl", "gc", "cgnl", "lr", "relation", "transformer"}
 # Parameters whose gradient is exactly zero by construction, not by a bug: softmax over positions
 # is invariant to a constant shift, so the bias of GC's conv_mask never receives a gradient
 # (the same holds in GCNet's reference ContextBlock).
@@ -22,14 +33,17 @@ def _x(seed: int = 0, shape: tuple[int, ...] = (2, C, 4, 6, 6)) -> torch.Tensor:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list_blocks() == ["nl", "gc", "se", "cgnl"]
-    assert BLOCKS == {"nl": NonLocal3d, "gc": GlobalContext3d, "se": SqueezeExcite3d, "cgnl": CGNL3d}
+    assert list_blocks() == ["nl", "gc", "se", "cgnl", "lr", "relation", "transformer"]
+    assert BLOCKS == {
+        "nl": NonLocal3d, "gc": GlobalContext3d, "se": SqueezeExcite3d, "cgnl": CGNL3d,
+        "lr": LocalRelationBlock3d, "relation": RelationModule3d, "transformer": TransformerEncoder3d,
+    }
     block = make_block("cgnl", 32, groups=4, kernel="gaussian")
     assert isinstance(block, CGNL3d) and block.groups == 4 and block.kernel == "gaussian"
 
 
 def test_unknown_block_name_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match=r"unknown block 'foo'.*'nl', 'gc', 'se', 'cgnl'"):
+    with pytest.raises(ValueError, match=r"unknown block 'foo'.*'nl', 'gc', 'se', 'cgnl', 'lr', 'relation', 'transformer'"):
         make_block("foo", C)
 
 
@@ -135,12 +149,14 @@ def test_torch_compile_training_graph_matches_eager() -> None:
     ref.square().sum().backward()
     grads_ref = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
+    # compiled, the 1x1x1 convs are standard ops while eager CPU runs the GEMM Function: the same math
+    # in another float32 summation order (differences up to 4e-5 measured)
     out = torch.compile(model, backend="aot_eager")(x_c)
     out.square().sum().backward()
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
     for p, g in zip(model.parameters(), grads_ref):
-        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", list_blocks())
@@ -155,6 +171,27 @@ def test_bad_input_raises_value_error(name: str, shape: tuple[int, ...], match: 
     block = make_block(name, C)
     with pytest.raises(ValueError, match=match):
         block(torch.randn(shape))
+
+
+@pytest.mark.parametrize("name", list_blocks())
+@pytest.mark.parametrize("shape", [(1, 32, 2, 2, 2), (2, 48, 3, 5, 5), (1, 128, 8, 8, 8)], ids=["32", "48", "128"])
+def test_defaults_work_at_the_tiny_sizes_of_cpu_models(name: str, shape: tuple[int, ...]) -> None:
+    """What the CPU ablation inserts into tiny models: C = 32..128, T = 2..8, H = W = 2..8."""
+    block = _trained_like_at(name, shape[1])
+    x = _x(9, shape).requires_grad_()
+    out = block(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def _trained_like_at(name: str, channels: int) -> nn.Module:
+    torch.manual_seed(3)
+    block = make_block(name, channels)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return block
 
 
 @pytest.mark.parametrize("name", list_blocks())

@@ -40,7 +40,8 @@ def _base_of(path: Path) -> Path | None:
 def test_there_are_recipes_for_every_block_and_a_demo() -> None:
     names = {f.stem for f in FILES}
     for arch in ("i3d_r50", "slowfast_r50"):
-        assert {f"k400_{arch}"} | {f"k400_{arch}_{b}" for b in ("nl", "gc", "se", "cgnl")} <= names
+        blocks = ("nl", "gc", "se", "cgnl", "lr", "relation", "transformer")
+        assert {f"k400_{arch}"} | {f"k400_{arch}_{b}" for b in blocks} <= names
     assert "demo" in names
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from videoattn.blocks import NonLocal3d
-from videoattn.models import create_model, list_models
+from videoattn.blocks import LocalRelationBlock3d, NonLocal3d, RelationModule3d, TransformerEncoder3d
+from videoattn.models import create_model, insert_blocks, list_models
 from videoattn.models.flops import flop_counter, model_card, model_inputs
 from videoattn.tools import flops as flops_tool
 from videoattn.tools import models as models_tool
@@ -100,6 +100,64 @@ def test_flops_tool_prints_model_and_block_costs(capsys) -> None:
     assert lines[0].startswith(f"i3d_tiny_gc: input 4x64x64, {params / 1e6:.2f} M parameters, ")
     assert lines[0].endswith("GFLOPs per view")
     assert lines[1].startswith("inserted blocks (3):")
-    assert [line.split()[0] for line in lines[2:]] == [f"blocks.{i}.res_blocks.0.branch2.norm_c" for i in (3, 4, 5)]
+    assert [line.split()[0] for line in lines[2:]] == [f"blocks.{i}.res_blocks.0" for i in (3, 4, 5)]  # GC after each block (presets)
     assert flops_tool.main(["i3d_r34"]) == 2
     assert "valid names" in capsys.readouterr().out
+
+
+def _flops_without_norms(block: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        counter = flop_counter(block.eval(), x)
+        by_op = counter.by_operator()
+        return counter.total() - sum(by_op.get(op, 0) for op in ("batch_norm", "layer_norm"))
+
+
+def test_local_relation_flops() -> None:
+    """1x1 convs by fvcore; the op: per output position, head and neighbour, the composability
+    over the head's key channels and the aggregation of its C / heads channels."""
+    block = LocalRelationBlock3d(32, kernel_size=(3, 3, 3), heads=8)
+    length, k, heads = 4 * 8 * 8, 27, 8
+    convs = length * 32 * 8 * 2 + length * 32 * 32  # query, key (8 channels), conv_out
+    geometry = k * (3 * 8 + 8 * heads)  # the prior's two linear layers on the 27 offsets
+    op = length * heads * k * (1 + 32 // heads)
+    assert _flops_without_norms(block, torch.zeros(1, 32, 4, 8, 8)) == convs + geometry + op
+
+
+@pytest.mark.parametrize("impl", ["matmul", "chunked", "sdpa"])
+def test_relation_module_flops_whatever_the_implementation(impl: str) -> None:
+    block = RelationModule3d(32, heads=4, key_channels=16, geometry_channels=64, impl=impl)
+    length, pooled = 4 * 8 * 8, 4 * 4 * 4
+    convs = length * 32 * 16 + pooled * 32 * 16 + pooled * 32 * 32  # query on L; key, linear_out on Np
+    attention = length * pooled * (16 + 32)  # 4 heads x (4 key + 8 value channels)
+    table = 7 * 14 * 14  # distinct offsets: dt in -3..3; dy, dx = 2 j + 0.5 - i, 14 values each
+    geometry = table * 64 * 4
+    assert _flops_without_norms(block, torch.zeros(1, 32, 4, 8, 8)) == convs + attention + geometry
+
+
+@pytest.mark.parametrize("pool_size", [None, (1, 2, 2)])
+def test_transformer_encoder_flops(pool_size) -> None:
+    block = TransformerEncoder3d(32, heads=4, inner_channels=16, ffn_channels=24, pool_size=pool_size)
+    length = 4 * 8 * 8
+    keys = length if pool_size is None else 4 * 4 * 4
+    projections = length * 32 * 16 * 2  # input_proj, conv_out
+    in_proj = length * 16 * 16 + keys * 16 * 16 * 2  # q on L tokens, k and v on the keys
+    attention = length * keys * (16 + 16)
+    out_and_ffn = length * 16 * 16 + length * 16 * 24 * 2
+    expected = projections + in_proj + attention + out_and_ffn
+    assert _flops_without_norms(block, torch.zeros(1, 32, 4, 8, 8)) == expected
+
+
+def test_inserted_relation_blocks_are_counted_in_a_model() -> None:
+    """The three blocks inserted into a model (their custom ops traced inside it): each is counted,
+    and the block costs add up to the difference to the model without them."""
+    x = torch.zeros(1, 3, 4, 64, 64)
+    base = create_model("i3d_tiny", num_classes=10).eval()
+    model = create_model("i3d_tiny", num_classes=10).eval()
+    for block, stage in (("lr", 3), ("relation", 4), ("transformer", 5)):
+        insert_blocks(model, block, f"blocks.{stage}.res_blocks.0")
+    with torch.no_grad():
+        counter, total_base = flop_counter(model, x), flop_counter(base, x).total()
+        by_module = counter.by_module()
+    costs = [by_module[f"blocks.{stage}.res_blocks.0.block"] for stage in (3, 4, 5)]
+    assert all(c > 0 for c in costs)
+    assert counter.total() - total_base == sum(costs)

@@ -128,3 +128,93 @@ def test_initial_state_as_reference() -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         GlobalContext3d(32, **kwargs)
+
+
+@pytest.mark.parametrize("pooling", ["att", "avg"])
+def test_attention_is_the_weighting_of_the_context(pooling: str) -> None:
+    block = GlobalContext3d(16, ratio=1 / 4, pooling=pooling)
+    _randomise(block, seed=2)
+    x = torch.randn(2, 16, 3, 4, 5, generator=torch.Generator().manual_seed(3))
+    att = block.attention(x)
+    assert att.shape == (2, 3, 4, 5)
+    torch.testing.assert_close(att.flatten(1).sum(-1), torch.ones(2))
+    if pooling == "avg":
+        torch.testing.assert_close(att, torch.full((2, 3, 4, 5), 1 / 60))
+    else:
+        assert att.flatten(1).std(-1).min() > 0  # a learned mask is not uniform
+    ctx = (x * att.unsqueeze(1)).sum(dim=(2, 3, 4)).view(2, 16, 1, 1, 1)  # the weighted sum over T*H*W
+    torch.testing.assert_close(block.context(x), ctx, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, C=16, T, H, W\)"):
+        block.attention(torch.randn(2, 16, 4, 5))
+
+
+@pytest.mark.parametrize("trailing", [(1, 1, 1), (1, 1)], ids=["3d [P,1,1,1]", "gcnet 2d [P,1,1]"])
+def test_loads_gcnet_shaped_state_dicts_as_they_are(trailing: tuple[int, ...]) -> None:
+    """GCNet's LayerNorm([P, 1, 1]) (2D ContextBlock) and a 3D port's LayerNorm([P, 1, 1, 1]) store
+    their weight and bias as [P, 1, 1] / [P, 1, 1, 1]: a plain (strict) load_state_dict takes them."""
+    source = GlobalContext3d(32, ratio=1 / 4, fusions=("add", "mul"))
+    _randomise(source, seed=5)
+    reference_state = {k: (v.view(-1, *trailing) if ".1." in k else v) for k, v in source.state_dict().items()}
+    assert reference_state["channel_add_conv.1.weight"].shape == (8, *trailing)
+    block = GlobalContext3d(32, ratio=1 / 4, fusions=("add", "mul"))
+    block.load_state_dict(reference_state)
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(block.state_dict()[name], value, rtol=0, atol=0)
+    assert block.channel_add_conv[1].weight.shape == (8,)  # stays 1-d (channels_last_3d)
+    wrong = {**reference_state, "channel_add_conv.1.weight": torch.ones(4, 1, 1, 1)}
+    with pytest.raises(RuntimeError, match="size mismatch for channel_add_conv.1.weight"):
+        block.load_state_dict(wrong)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread, and much faster on a busy machine (14x measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _res5_dead_after_adamw(model: nn.Module, steps: int = 80) -> float:
+    """Train ``model`` with the recipes' optimizer (AdamW, lr 5e-3, label smoothing 0.1) on clips
+    with no learnable signal (noise, random labels: what a run from scratch sees in its first
+    hundreds of steps) and return the fraction of zeros after res5's residual ReLU (the output of
+    its residual block, before a GC placed after it)."""
+    import torch.nn.functional as F
+    from pytorchvideo.models.resnet import ResBlock
+
+    from videoattn.optim import build_optimizer
+
+    g = torch.Generator().manual_seed(100)
+    optimizer = build_optimizer(model, "adamw", lr=5e-3, weight_decay=1e-4)
+    out: dict[str, torch.Tensor] = {}
+    last = [m for m in model.modules() if isinstance(m, ResBlock)][-1]
+    last.register_forward_hook(lambda m, a, o: out.__setitem__("res5", o))
+    for _ in range(steps):
+        x, y = torch.randn(8, 3, 4, 16, 16, generator=g), torch.randint(0, 4, (8,), generator=g)
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return float((out["res5"] <= 0).float().mean())
+
+
+def test_gc_preset_trains_from_scratch_with_adamw(one_thread: None) -> None:
+    """i3d_tiny_gc puts GC after each res3-res5 bottleneck's addition (GCNet's "after add"): res5
+    stays alive as in i3d_tiny without blocks (0.54-0.56 of zeros here over seeds 0-2 of the model,
+    0.57-0.58 without GC). With GC after the branch's last norm (GCNet's default, the next test:
+    0.88-0.90) its add term drives res5 towards all zeros: the collapse of docs/gc_collapse.md, where 200 steps of a real run reached 0.99."""
+    from videoattn.models import create_model
+
+    torch.manual_seed(0)
+    assert _res5_dead_after_adamw(create_model("i3d_tiny_gc", num_classes=4, dropout=0.2)) < 0.7
+
+
+def test_gc_after_a_zero_initialised_norm_collapses_with_adamw(one_thread: None) -> None:
+    from videoattn.models import create_model
+    from videoattn.models.presets import ALL, Placement, apply_placement
+
+    torch.manual_seed(0)
+    model = create_model("i3d_tiny", num_classes=4, dropout=0.2)
+    apply_placement(model, Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "inside", {"ratio": 1 / 16}))
+    assert _res5_dead_after_adamw(model) > 0.8

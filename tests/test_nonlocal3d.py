@@ -328,9 +328,12 @@ def test_folded_under_torch_compile_training_graph() -> None:
     ref.square().sum().backward()
     grads_ref = [p.grad.clone() for p in block.parameters()]
     block.zero_grad()
+    # compiled, the 1x1x1 convs are standard ops while eager CPU runs the GEMM Function: the same math
+    # in another float32 summation order: conv_out's weight gradient differs by up to 4e-4 here, where
+    # each float32 path is 1e-3 from float64 (eager GEMM 1.0e-3, eager conv 6.9e-4)
     out = torch.compile(block, backend="aot_eager")(x_c)
     out.square().sum().backward()
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(x_c.grad, x_ref.grad, rtol=1e-3, atol=1e-3)
     for p, g in zip(block.parameters(), grads_ref):
-        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-3)

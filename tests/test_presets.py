@@ -8,7 +8,17 @@ import torch
 from conftest import logits, pretend_pretrained
 from torch import nn
 
-from videoattn.blocks import CGNL3d, GlobalContext3d, NonLocal3d, SqueezeExcite3d
+from videoattn.blocks import (
+    BLOCKS,
+    CGNL3d,
+    GlobalContext3d,
+    LocalRelationBlock3d,
+    NonLocal3d,
+    RelationModule3d,
+    SqueezeExcite3d,
+    TransformerEncoder3d,
+    list_blocks,
+)
 from videoattn.models import PRESETS, Inserted, create_model, list_models, load_weights
 
 # Residual stages res2..res5 of each backbone, spelled out (SlowFast: the slow pathway).
@@ -37,15 +47,28 @@ def expected_r50(backbone: str) -> dict[str, tuple[type, list[str]]]:
         f"{backbone}_se": (SqueezeExcite3d, inside(backbone, (2, 3, 4, 5))),
         f"{backbone}_cgnl": (CGNL3d, after(backbone, 4, (4,))),  # res4 has 6 blocks: before the last
         f"{backbone}_cgnl5": (CGNL3d, nl_places),
+        f"{backbone}_lr": (LocalRelationBlock3d, nl_places),
+        f"{backbone}_relation": (RelationModule3d, nl_places),
+        f"{backbone}_transformer": (TransformerEncoder3d, nl_places),
     }
+
+
+def expected_tiny(backbone: str) -> dict[str, tuple[type, list[str]]]:
+    """One preset per block of the registry: after res3 and res4 block 0 (the tiny NL places) unless
+    the block's paper puts it elsewhere; GC after every res3-res5 block (GCNet's "after add")."""
+    nl_places = ["blocks.3.res_blocks.0", "blocks.4.res_blocks.0"]
+    out = {f"{backbone}_{name}": (BLOCKS[name], nl_places) for name in list_blocks()}
+    out.update({
+        f"{backbone}_gc": (GlobalContext3d, [f"blocks.{i}.res_blocks.0" for i in (3, 4, 5)]),
+        f"{backbone}_se": (SqueezeExcite3d, [f"blocks.{i}.res_blocks.0.{INSIDE}" for i in (1, 3, 4, 5)]),
+        f"{backbone}_cgnl": (CGNL3d, ["blocks.4.res_blocks.0"]),
+    })
+    return out
 
 
 EXPECTED = {
     **expected_r50("i3d_r50"), **expected_r50("slow_r50"), **expected_r50("slowfast_r50"),
-    "i3d_tiny_nl": (NonLocal3d, ["blocks.3.res_blocks.0", "blocks.4.res_blocks.0"]),
-    "i3d_tiny_gc": (GlobalContext3d, [f"blocks.{i}.res_blocks.0.{INSIDE}" for i in (3, 4, 5)]),
-    "i3d_tiny_se": (SqueezeExcite3d, [f"blocks.{i}.res_blocks.0.{INSIDE}" for i in (1, 3, 4, 5)]),
-    "i3d_tiny_cgnl": (CGNL3d, ["blocks.4.res_blocks.0"]),
+    **expected_tiny("i3d_tiny"), **expected_tiny("i3d_probe"),
     "slowfast_tiny_nl": (NonLocal3d, [f"blocks.{i}.multipathway_blocks.0.res_blocks.0" for i in (2, 3)]),
 }
 
@@ -78,7 +101,14 @@ def test_where_each_preset_puts_its_blocks(name: str) -> None:
             assert block.planes == channels // 16 and block.fusions == ("add",) and block.pooling == "att"
         elif cls is SqueezeExcite3d:
             assert block.fc1.out_channels == channels // 16
-        else:
+        elif cls is LocalRelationBlock3d:
+            assert block.lr.kernel_size == (3, 7, 7) and block.lr.heads == 8 and block.lr.stride == (1, 1, 1)
+        elif cls is RelationModule3d:
+            assert block.heads == 16 and block.geometry_channels == 64 and block.pool_size == (1, 2, 2)
+            assert block.key_channels == channels // 2
+        elif cls is TransformerEncoder3d:
+            assert block.heads == 8 and block.pool_size == (1, 2, 2) and block.inner_channels == channels // 4
+        elif cls is CGNL3d:
             assert block.groups == 8 and block.kernel == "dot"
         assert block_in_channels(block) == channels
 
@@ -87,15 +117,15 @@ def block_in_channels(block: nn.Module) -> int:
     return getattr(block, "in_channels", None) or block.fc1.in_channels
 
 
-@pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "i3d_tiny_cgnl", "slowfast_tiny_nl",
-                                  "i3d_r50_nl", "slowfast_r50_gc", "slow_r50_cgnl5"])
+@pytest.mark.parametrize("name", ["i3d_tiny_nl", "i3d_tiny_gc", "i3d_tiny_cgnl", "i3d_probe_nl", "slowfast_tiny_nl",
+                                  "i3d_r50_nl", "slowfast_r50_gc", "slow_r50_cgnl5",
+                                  "i3d_r50_lr", "slow_r50_relation", "slowfast_r50_transformer"])
 def test_identity_blocks_keep_pretrained_logits(name: str) -> None:
     backbone = name.rsplit("_", 1)[0]
     pretrained = pretend_pretrained(create_model(backbone, num_classes=10), seed=4)
     model = create_model(name, num_classes=10)
     report = load_weights(model, pretrained.state_dict())
-    assert report.inserted == [p.removesuffix(f".{INSIDE}") + (f".{INSIDE}" if "gc" in name else "")
-                               for p in EXPECTED[name][1]]
+    assert report.inserted == EXPECTED[name][1]
     g = torch.Generator().manual_seed(0)
     size = 64 if "tiny" in name else 32  # r50: res3 4x4, res4 2x2 positions, enough for the blocks to act
     x = torch.randn(1, 3, 4, size, size, generator=g)

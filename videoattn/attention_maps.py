@@ -47,12 +47,8 @@ def nonlocal_attention(block: NonLocal3d, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def global_context_attention(block: GlobalContext3d, x: torch.Tensor) -> torch.Tensor:
     """The context weights of ``block`` on ``x`` (N, C, T, H, W) -> (N, T, H, W), summing to 1;
-    uniform for ``pooling="avg"``."""
-    n, _, t, h, w = x.shape
-    if block.pooling == "avg":
-        return x.new_full((n, t, h, w), 1.0 / (t * h * w))
-    # (N, 1, T, H, W) -> (N, THW) softmax -> (N, T, H, W)
-    return block.conv_mask(x).flatten(1).softmax(dim=-1).view(n, t, h, w)
+    uniform for ``pooling="avg"`` (``GlobalContext3d.attention``)."""
+    return block.attention(x)
 
 
 class AttentionRecorder:

@@ -18,9 +18,11 @@ from torch import nn
 
 
 def uses_cpu_gemm(device: torch.device) -> bool:
-    """Whether 1x1x1 convs on ``device`` run as the CPU-tuned GEMM Function (the CPU only);
-    elsewhere they are plain convolutions."""
-    return torch.device(device).type == "cpu"
+    """Whether 1x1x1 convs on ``device`` run as the CPU-tuned GEMM Function: in eager mode on the
+    CPU only. Elsewhere, and under ``torch.compile`` (the compiler makes its own kernels, and
+    dynamo cannot trace the Function's per-clip backward loop over symbolic shapes), they are
+    plain convolutions."""
+    return torch.device(device).type == "cpu" and not torch.compiler.is_compiling()
 
 
 class _PointwiseConv(torch.autograd.Function):

@@ -7,14 +7,20 @@ from torch import nn
 
 from videoattn.blocks.cgnl3d import CGNL3d
 from videoattn.blocks.global_context3d import GlobalContext3d
+from videoattn.blocks.local_relation3d import LocalRelationBlock3d
 from videoattn.blocks.nonlocal3d import NonLocal3d
+from videoattn.blocks.relation_module3d import RelationModule3d
 from videoattn.blocks.squeeze_excite3d import SqueezeExcite3d
+from videoattn.blocks.transformer_encoder3d import TransformerEncoder3d
 
 BLOCKS: dict[str, type[nn.Module]] = {
     "nl": NonLocal3d,
     "gc": GlobalContext3d,
     "se": SqueezeExcite3d,
     "cgnl": CGNL3d,
+    "lr": LocalRelationBlock3d,
+    "relation": RelationModule3d,
+    "transformer": TransformerEncoder3d,
 }
 
 

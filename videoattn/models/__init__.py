@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from videoattn.models import backbones as _backbones  # noqa: F401  (registers the backbones)
+from videoattn.models import lr_resnet as _lr_resnet  # noqa: F401  (registers c2d_lr50, i3d_lr50)
 from videoattn.models import presets as _presets  # noqa: F401  (registers the presets)
 from videoattn.models.backbones import VideoNet, res_stage_paths
 from videoattn.models.classifier import find_classifier

@@ -104,12 +104,16 @@ def build_resnet(
     depth: int = 50,
     stem_channels: int = 64,
     stage_depths: Sequence[int] | None = None,
+    conv_b_kernels: Sequence[tuple[int, int, int]] = ((1, 3, 3),) * 4,
+    spatial_strides: Sequence[int] = (1, 2, 2, 2),
     num_classes: int = 400,
     dropout: float = 0.5,
 ) -> VideoNet:
     """A single-pathway 3D ResNet (pytorchvideo ``create_resnet`` with hub settings).
 
     stage_depths: keep only this many blocks per stage (tiny models); None keeps ``depth``'s.
+    conv_b_kernels: kernel of the middle conv of the bottlenecks, per stage res2..res5.
+    spatial_strides: spatial stride of each stage res2..res5.
     """
     net = create_resnet(
         model_depth=depth,
@@ -119,6 +123,9 @@ def build_resnet(
         stem_conv_kernel_size=stem_kernel,
         stage1_pool=nn.MaxPool3d if stage1_pool else None,
         stage_conv_a_kernel_size=conv_a_kernels,
+        stage_conv_b_kernel_size=tuple(conv_b_kernels),
+        stage_spatial_h_stride=tuple(spatial_strides),
+        stage_spatial_w_stride=tuple(spatial_strides),
     )
     if stage_depths is not None:
         _truncate_stages(net, stage_depths)
@@ -187,3 +194,21 @@ def i3d_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoNet:
 @register_model("slowfast_tiny", frames=(8, 32), crop_size=112, description="tiny SlowFast (stems 16+2 ch, one bottleneck per stage) for tests and CPU demos")
 def slowfast_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoNet:
     return build_slowfast(depth=50, fusion_kernel=7, stem_channels=(16, 2), stage_depths=(1, 1, 1, 1), num_classes=num_classes, dropout=dropout)
+
+
+# i3d_tiny with 1x1 spatial convs in res4 and res5 and no spatial stride in res5: its spatial
+# receptive field stops at 27 px after res3, and with res5 at stride 16 (< 27) every pixel is
+# still seen by some position (a stride of 32 would leave pixels no position sees). Nothing but an
+# inserted block relates positions farther apart: the relations task of videoattn.synth keeps its
+# two objects 28 px apart (tests/test_synth_relations.py checks both on the network).
+_PROBE_CONV_B = ((1, 3, 3), (1, 3, 3), (1, 1, 1), (1, 1, 1))
+_PROBE_STRIDES = (1, 2, 2, 1)
+
+
+@register_model("i3d_probe", frames=(8,), crop_size=64,
+                description="tiny I3D with a 27 px spatial receptive field (1x1 spatial convs in res4, res5): the relations task's probe")
+def i3d_probe(*, num_classes: int = 400, dropout: float = 0.5) -> VideoNet:
+    return build_resnet(
+        conv_a_kernels=_I3D_CONV_A, stem_kernel=(5, 7, 7), stage1_pool=True, stem_channels=16, stage_depths=(1, 1, 1, 1),
+        conv_b_kernels=_PROBE_CONV_B, spatial_strides=_PROBE_STRIDES, num_classes=num_classes, dropout=dropout,
+    )

@@ -2,8 +2,9 @@
 (one multiply-add = one FLOP), and the model card: the cost of each inserted block.
 fvcore counts 0 for several ops our blocks use; handles here count them:
 scaled_dot_product_attention, baddbmm, the blocks' custom autograd Functions (1x1x1
-convs as GEMMs, chunked softmax attention), and broadcast matmul (fvcore's handle
-drops the broadcast batch dimensions). A custom op without a handle raises a warning.
+convs as GEMMs, chunked softmax attention, the Relation module's chunked attention), the
+Local Relation op, and broadcast matmul (fvcore's handle drops the broadcast batch
+dimensions). A custom op without a handle raises a warning.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import warnings
 
 from videoattn.blocks._attention import _ChunkedSoftmaxAttention
 from videoattn.blocks._pointwise import _PointwiseConv
+from videoattn.blocks.relation_module3d import _RelationAttention
 from videoattn.models.insert import Inserted
 from videoattn.models.registry import get_model_entry
 
@@ -45,6 +47,20 @@ def pointwise_conv_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return x[0] * x[1] * x[2] * w[0]
 
 
+def relation_attention_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """RelationModule3d's chunked attention: q (N, G, L, D), k (N, G, Np, D), v (N, G, Np, Dv)."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return q[0] * q[1] * q[2] * k[2] * (q[3] + v[3])
+
+
+def local_relation_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """The Local Relation op: per output position and neighbour (K of them), the composability
+    over the head's key channels and the aggregation of its value channels.
+    query (N, G, D, To, Ho, Wo), value (N, G, Cg, ...), geometry (G, K)."""
+    q, v, geometry = get_shape(inputs[0]), get_shape(inputs[2]), get_shape(inputs[3])
+    return prod(q[:2]) * prod(q[3:]) * geometry[1] * (q[2] + v[2])
+
+
 def baddbmm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """baddbmm(input, b1, b2): b1 (B, N, M) x b2 (B, M, P)."""
     b1, b2 = get_shape(inputs[1]), get_shape(inputs[2])
@@ -64,6 +80,8 @@ EXTRA_HANDLES = {
     "aten::scaled_dot_product_attention": sdpa_flop_jit,
     f"prim::PythonOp.{_ChunkedSoftmaxAttention.__name__}": channels_first_attention_flop_jit,
     f"prim::PythonOp.{_PointwiseConv.__name__}": pointwise_conv_flop_jit,
+    f"prim::PythonOp.{_RelationAttention.__name__}": relation_attention_flop_jit,
+    "videoattn::local_relation": local_relation_flop_jit,
     "aten::baddbmm": baddbmm_flop_jit,
     "aten::matmul": matmul_flop_jit,
 }

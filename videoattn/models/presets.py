@@ -8,6 +8,9 @@ the block goes after the residual block or inside its residual branch.
   SE   Hu et al. 2018 (arXiv 1709.01507): every bottleneck, same place (SE-ResNet).
   CGNL Yue et al. 2018 (arXiv 1810.13125): one block in res4 before its last residual
        block (dot kernel, 8 groups); "cgnl5" puts CGNL at the five NL places instead.
+  LR, Relation, Transformer (arXiv 1904.11491, 1711.11575, 2005.12872): at the five NL places,
+       to compare the operators of Non-local's family in one model; keys max-pooled (1, 2, 2)
+       as NL's for Relation and Transformer.
 SlowFast presets touch the slow pathway only.
 """
 from __future__ import annotations
@@ -64,6 +67,9 @@ _NL = dict(pool_size=(1, 2, 2))
 _GC = dict(ratio=1 / 16, fusions=("add",))
 _SE = dict(ratio=1 / 16)
 _CGNL = dict(groups=8, kernel="dot")
+_LR = dict(kernel_size=(3, 7, 7), heads=8)
+_RELATION = dict(heads=16, geometry_channels=64, pool_size=(1, 2, 2))
+_TRANSFORMER = dict(heads=8, pool_size=(1, 2, 2))
 
 
 def _r50_presets(instantiation: str) -> dict[str, Placement]:
@@ -73,15 +79,36 @@ def _r50_presets(instantiation: str) -> dict[str, Placement]:
         "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
         "cgnl": Placement("cgnl", {4: (-2,)}, "after", _CGNL),
         "cgnl5": Placement("cgnl", _NL_PLACES, "after", _CGNL),
+        "lr": Placement("lr", _NL_PLACES, "after", _LR),
+        "relation": Placement("relation", _NL_PLACES, "after", _RELATION),
+        "transformer": Placement("transformer", _NL_PLACES, "after", _TRANSFORMER),
     }
 
 
-_TINY = {
-    "nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "softmax"}),
-    "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "inside", _GC),
+# Tiny backbones (tests, the CPU demo, the ablations): one preset per block of the registry, so
+# that a block added to videoattn.blocks gets i3d_tiny_<name> and i3d_probe_<name> with no change
+# here. A block goes "after" the residual blocks at the tiny NL places (res3 and res4 block 0)
+# unless its paper puts it elsewhere. GC goes into every res3-res5 bottleneck like GCNet, at
+# GCNet's "after add" position (after the residual addition and its ReLU) rather than its default
+# (after the branch's last norm): these backbones train from scratch with that norm
+# zero-initialised, and there the default collapses (docs/gc_collapse.md).
+_TINY_NL_PLACES = {3: (0,), 4: (0,)}
+_TINY_OVERRIDES = {
+    "nl": Placement("nl", _TINY_NL_PLACES, "after", {**_NL, "instantiation": "softmax"}),
+    "gc": Placement("gc", {3: ALL, 4: ALL, 5: ALL}, "after", _GC),
     "se": Placement("se", {2: ALL, 3: ALL, 4: ALL, 5: ALL}, "inside", _SE),
     "cgnl": Placement("cgnl", {4: (0,)}, "after", _CGNL),
+    "transformer": Placement("transformer", _TINY_NL_PLACES, "after", _TRANSFORMER),  # keys pooled as NL's
 }
+
+
+def _tiny_presets() -> dict[str, Placement]:
+    from videoattn.blocks import list_blocks
+
+    return {name: _TINY_OVERRIDES.get(name, Placement(name, _TINY_NL_PLACES, "after")) for name in list_blocks()}
+
+
+_TINY = _tiny_presets()
 
 # backbone -> {suffix: placement}
 PRESETS: dict[str, dict[str, Placement]] = {
@@ -89,6 +116,7 @@ PRESETS: dict[str, dict[str, Placement]] = {
     "slow_r50": _r50_presets("dot_product"),
     "slowfast_r50": _r50_presets("dot_product"),
     "i3d_tiny": _TINY,
+    "i3d_probe": _TINY,
     "slowfast_tiny": {"nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "dot_product"})},
 }
 

@@ -1,21 +1,22 @@
-"""Writing the synthetic dataset: one H.264 mp4 per video (PyAV), generated in parallel with a
-progress bar, plus train/val/test annotation files (`path label`, paths relative to the
-dataset folder) and classes.txt. Every video draws from its own seed (dataset seed, class,
-index), so the output is the same whatever the number of worker processes.
+"""Writing the synthetic dataset of one task (videoattn.synth.tasks): one H.264 mp4 per video
+(PyAV), generated in parallel with a progress bar, plus train/val/test annotation files
+(`path label`, paths relative to the dataset folder), classes.txt and synth.json (the task, seed
+and settings, from which every video can be drawn again). Every video draws from its own seed
+(dataset seed, class, index), so the output is the same whatever the number of worker processes.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from videoattn.synth.actions import CLASSES
-from videoattn.synth.render import render_video
+from videoattn.synth.tasks import get_task
 from videoattn.video_io import write_video
 
-__all__ = ["generate_dataset", "video_rng", "SPLITS"]
+__all__ = ["generate_dataset", "video_rng", "read_settings", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 X264_OPTIONS = {"threads": "1", "x264-params": "mbtree=0"}
@@ -29,6 +30,7 @@ class _Job:
     index: int
     seed: int
     frames: tuple[int, int]
+    task: str
 
 
 def video_rng(seed: int, label: int, index: int) -> np.random.Generator:
@@ -37,11 +39,10 @@ def video_rng(seed: int, label: int, index: int) -> np.random.Generator:
 
 
 def _make_one(job: _Job) -> str:
-    from videoattn.synth.render import sample_spec
-
+    task = get_task(job.task)
     rng = video_rng(job.seed, job.label, job.index)
-    spec = sample_spec(rng, frames=job.frames)
-    frames, spec = render_video(job.label, rng, spec)
+    spec = task.sample_spec(rng, frames=job.frames)
+    frames, spec = task.render(job.label, rng, spec)
     # One encoder thread (the pool already uses the cores). x264's macroblock-tree rate control
     # gave different bytes for the same frames from one call to the next: off, for reproducibility.
     write_video(Path(job.out_dir) / job.relpath, frames, fps=spec.fps, options=X264_OPTIONS)
@@ -60,6 +61,7 @@ DEFAULT_FRAMES = (32, 48)  # video lengths in frames, min and max
 def generate_dataset(
     out_dir: str | Path,
     *,
+    task: str = "actions",
     videos_per_class: int = 60,
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
@@ -67,8 +69,10 @@ def generate_dataset(
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Generate the dataset into ``out_dir``; returns the paths of the annotation files and
-    of classes.txt (keys: train, val, test, classes)."""
+    """Generate the dataset of ``task`` ("actions" or "relations") into ``out_dir``; returns the
+    paths of the annotation files, classes.txt and synth.json (keys: train, val, test, classes,
+    settings)."""
+    classes = get_task(task).classes
     if videos_per_class < 1:
         raise ValueError(f"videos_per_class must be >= 1, got {videos_per_class}")
     if len(split_fractions) != 3 or min(split_fractions) < 0 or abs(sum(split_fractions) - 1) > 1e-6:
@@ -82,20 +86,31 @@ def generate_dataset(
     sizes = _split_sizes(videos_per_class, split_fractions)
     jobs: list[_Job] = []
     rows: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(classes):
         for index in range(videos_per_class):
             relpath = f"videos/{name}/{name}_{index:04d}.mp4"
             split = SPLITS[0] if index < sizes[0] else SPLITS[1] if index < sizes[0] + sizes[1] else SPLITS[2]
             rows[split].append(f"{relpath} {label}")
-            jobs.append(_Job(str(out), relpath, label, index, seed, tuple(frames)))
+            jobs.append(_Job(str(out), relpath, label, index, seed, tuple(frames), task))
     _run(jobs, workers, progress)
     paths = {}
     for split in SPLITS:
         paths[split] = out / f"{split}.csv"
         paths[split].write_text("".join(r + "\n" for r in rows[split]))
     paths["classes"] = out / "classes.txt"
-    paths["classes"].write_text("".join(c + "\n" for c in CLASSES))
+    paths["classes"].write_text("".join(c + "\n" for c in classes))
+    paths["settings"] = out / "synth.json"
+    settings = {"task": task, "seed": seed, "videos_per_class": videos_per_class, "frames": list(frames), "split_fractions": list(split_fractions)}
+    paths["settings"].write_text(json.dumps(settings, indent=1) + "\n")
     return paths
+
+
+def read_settings(dataset: str | Path) -> dict:
+    """The settings a dataset was generated with (its synth.json): task, seed, frames, ..."""
+    path = Path(dataset) / "synth.json"
+    if not path.is_file():
+        raise ValueError(f"{dataset}: no synth.json; not a dataset written by `videoattn synth` (or written before it recorded its settings)")
+    return json.loads(path.read_text())
 
 
 def _run(jobs: list[_Job], workers: int, progress: bool) -> None:

@@ -1,21 +1,20 @@
-"""`videoattn synth OUT_DIR [--videos-per-class N] [--seed S]`: generate the synthetic action
-dataset (real H.264 mp4s, train/val/test annotation files, classes.txt).
+"""`videoattn synth OUT_DIR [--task actions|relations] [--videos-per-class N] [--seed S]`: generate a
+synthetic dataset (real H.264 mp4s, train/val/test annotation files, classes.txt).
 """
 from __future__ import annotations
 
 import argparse
 import time
 
-from videoattn.synth import CLASSES, generate_dataset
+from videoattn.synth import TASKS, generate_dataset
 from videoattn.synth.generator import DEFAULT_FRAMES
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="videoattn synth",
-        description=f"Generate the synthetic action dataset ({len(CLASSES)} classes that only the order of frames tells apart).",
-    )
+    tasks = "; ".join(f"{name}: {task.description}" for name, task in TASKS.items())
+    p = argparse.ArgumentParser(prog="videoattn synth", description=f"Generate a synthetic video dataset ({tasks}).")
     p.add_argument("out_dir", help="output folder (created if missing)")
+    p.add_argument("--task", default="actions", choices=list(TASKS), help="which task (default %(default)s)")
     p.add_argument("--videos-per-class", type=int, default=60, help="videos per class, split 70/10/20 into train/val/test (default 60)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same videos (default 0)")
     p.add_argument("--min-frames", type=int, default=DEFAULT_FRAMES[0], help="shortest video length in frames (default %(default)s)")
@@ -31,6 +30,7 @@ def main(argv: list[str]) -> int:
     try:
         paths = generate_dataset(
             args.out_dir,
+            task=args.task,
             videos_per_class=args.videos_per_class,
             seed=args.seed,
             frames=(args.min_frames, args.max_frames),
@@ -41,8 +41,9 @@ def main(argv: list[str]) -> int:
         print(f"videoattn synth: error: {err}")
         return 2
     counts = {s: sum(1 for _ in open(paths[s])) for s in ("train", "val", "test")}
+    classes = len(TASKS[args.task].classes)
     print(
-        f"wrote {sum(counts.values())} videos of {len(CLASSES)} classes to {args.out_dir} in {time.perf_counter() - start:.1f} s "
+        f"wrote {sum(counts.values())} videos of {classes} classes ({args.task}) to {args.out_dir} in {time.perf_counter() - start:.1f} s "
         f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; classes in {paths['classes']})"
     )
     return 0
