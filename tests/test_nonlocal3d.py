@@ -198,6 +198,15 @@ def test_auto_choice_by_shape_and_device() -> None:
     assert NonLocal3d(16, instantiation="concatenation", impl="folded")._pick_impl(cpu, *RES4) == "matmul"
 
 
+def test_auto_choice_under_compile_on_cuda_is_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
+    # inductor failed on SDPA on an H200 ("cutlassF: no kernel found to launch"): compiled CUDA
+    # graphs take the plain matmul path, eager ones keep SDPA
+    gpu, res3 = torch.device("cuda"), NonLocal3d(512)
+    assert res3._pick_impl(gpu, *RES3) == "sdpa"
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert res3._pick_impl(gpu, *RES3) == "matmul"
+
+
 def test_auto_on_other_devices_is_the_standard_choice() -> None:
     """Nothing tuned on the CPU runs elsewhere: SDPA for softmax and gaussian, never the folded path."""
     for device in ("cuda", "mps", "meta"):
