@@ -1,8 +1,7 @@
 #!/usr/bin/env python
 """The last line of `make demo`: the demo model's multi-view top-1 on the test split, against the
 baseline of the same recipe without blocks, read from the relations ablation's per-run results
-(docs/ablation_relations.jsonl, written by `scripts/ablation.py --task relations`; before that
-full ablation has been run, the pilot runs in docs/ablation_relations_pilot.jsonl).
+(docs/ablation_relations.jsonl, written by `scripts/ablation.py --task relations`).
 
   python scripts/demo_summary.py runs/demo/test_predictions.csv
   -> demo: i3d_probe_nl multi-view top-1 0.951 (baseline 0.497, from docs/ablation_relations.jsonl: i3d_probe, same recipe, mean of 3 seeds)
@@ -16,7 +15,7 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ("docs/ablation_relations.jsonl", "docs/ablation_relations_pilot.jsonl")
+RESULTS = ("docs/ablation_relations.jsonl",)
 
 
 def top1(predictions: Path) -> tuple[float, int]:
@@ -52,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         mean, seeds, path, name = found
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        pilot = ", pilot runs" if "pilot" in path.name else ""
-        where = f"baseline {mean:.3f}, from {shown}: {name}, same recipe, mean of {seeds} seeds{pilot}"
+        where = f"baseline {mean:.3f}, from {shown}: {name}, same recipe, mean of {seeds} seeds"
     print(f"demo: {args.model} multi-view top-1 {score:.3f} ({where}; {n} test videos)")
 
 
