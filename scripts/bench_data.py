@@ -61,6 +61,17 @@ def kinetics_like_video(path: Path, seed: int, seconds: int = 10, width: int = 3
 # ------------------------------------------------------------------ pytorchvideo anchor
 
 
+
+def kinetics_like_videos(folder: Path, count: int) -> list[str]:
+    """``count`` videos ``folder/k{i}.mp4`` (seeds 0..count-1), written where missing."""
+    paths = []
+    for i in range(count):
+        path = folder / f"k{i}.mp4"
+        if not path.exists():
+            kinetics_like_video(path, seed=i)
+        paths.append(str(path))
+    return paths
+
 def _ptv_common(video: torch.Tensor) -> torch.Tensor:
     """pytorchvideo recipe on float [C, T', H, W] in 0..255: UniformTemporalSubsample(T), Div255,
     Normalize (written on tensors as pytorchvideo.transforms does)."""
@@ -338,12 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i in range(args.videos):
-            p = root / f"k{i}.mp4"
-            if not p.exists():
-                kinetics_like_video(p, seed=i)
-            paths.append(str(p))
+        paths = kinetics_like_videos(root, args.videos)
         size_kb = statistics.mean(Path(p).stat().st_size for p in paths) / 1024
         print(f"{args.videos} videos, 10 s, 30 fps, 340x256 H.264 (mean {size_kb:.0f} kB); medians of {args.repeats} runs; 1 worker, 1 thread")
         rows: dict[str, list[float]] = {}

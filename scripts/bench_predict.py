@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data import kinetics_like_video, ptv_loader  # noqa: E402  (the generator and anchor of bench_data.py)
+from bench_data import kinetics_like_videos, ptv_loader  # noqa: E402  (the generator and anchor of bench_data.py)
 
 NUM_CLASSES = 400
 
@@ -111,12 +111,7 @@ def part_a(args: argparse.Namespace, root: Path) -> None:
     torch.set_num_threads(1)
     folder = root / "videos"
     folder.mkdir(exist_ok=True)
-    paths = []
-    for i in range(args.videos):
-        path = folder / f"k{i}.mp4"
-        if not path.exists():
-            kinetics_like_video(path, seed=i)
-        paths.append(str(path))
+    paths = kinetics_like_videos(folder, args.videos)
     model = _model(args.model)
     ours, ptv = [], []
     for _ in range(args.repeats):  # interleaved

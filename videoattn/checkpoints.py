@@ -7,6 +7,7 @@ Every path that opens a checkpoint (``weights=``, ``--ckpt_path``, ``visualize``
 """
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,15 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or would run code when unpickled."""
 
 
+
+def unsafe_checkpoint(what: str, path: str | os.PathLike, err: Exception, hint: str = "") -> CheckpointError:
+    """The one-line error for a checkpoint that ``torch.load(weights_only=True)`` refused."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(
+        f"{what}: refusing to load {str(path)!r}: it holds Python objects that would run code when "
+        f"unpickled (torch.load weights_only=True rejected it: {first}).{hint}"
+    )
+
 def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Mapping[str, Any]:
     """The dict held by checkpoint file ``path``, read with ``torch.load(weights_only=True)``
     on the CPU. ``what`` names the option in error messages (``--ckpt_path``, ``weights``...)."""
@@ -30,11 +40,7 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Mapping[st
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{what}: refusing to load {str(path)!r}: it holds Python objects that would run code when "
-            f"unpickled (torch.load weights_only=True rejected it: {first}). Re-save only the state dict."
-        ) from None
+        raise unsafe_checkpoint(what, path, err, hint=" Re-save only the state dict.") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... on non-checkpoints
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{what}: {str(path)!r} is not a PyTorch checkpoint ({first})") from None

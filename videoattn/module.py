@@ -24,7 +24,7 @@ from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from videoattn.aggregate import aggregate_views
-from videoattn.checkpoints import CheckpointError
+from videoattn.checkpoints import CheckpointError, unsafe_checkpoint
 from videoattn.callbacks import FreezeBackbone, NonFiniteLossError, PreciseBN, PredictionsCSV, StopOnNonFiniteLoss, VideoReport
 from videoattn.models.classifier import find_classifier
 from videoattn.optim import WarmupCosineLR, build_optimizer
@@ -286,11 +286,7 @@ class VideoClassifier(LightningModule):
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except pickle.UnpicklingError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(
-                f"load_from_checkpoint: refusing to load {str(checkpoint_path)!r}: it holds Python objects that would run "
-                f"code when unpickled (torch.load weights_only=True rejected it: {first})"
-            ) from None
+            raise unsafe_checkpoint("load_from_checkpoint", checkpoint_path, err) from None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["classes"] = self.classes  # also in hyper_parameters; kept at the top for tools
