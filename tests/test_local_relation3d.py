@@ -47,30 +47,61 @@ def naive_local_relation(layer: LocalRelation3d, x: torch.Tensor) -> torch.Tenso
     return layer.conv_out(y)
 
 
+@pytest.mark.parametrize("impl", ["window", "dense"])
 @pytest.mark.parametrize("composability", ["squared_difference", "dot"])
 @pytest.mark.parametrize("stride", [1, (1, 2, 2), 2])
-def test_equals_the_paper_formula(composability: str, stride) -> None:
+def test_equals_the_paper_formula(composability: str, stride, impl: str) -> None:
     torch.manual_seed(0)
     layer = LocalRelation3d(4, 6, kernel_size=(3, 3, 5), heads=2, key_channels=4, stride=stride,
-                            composability=composability).double()
+                            composability=composability, impl=impl).double()
     x = _x((1, 4, 3, 4, 5), seed=1)
     out = layer(x)
     assert out.shape == (1, 6, *layer.output_size((3, 4, 5)))
     torch.testing.assert_close(out, naive_local_relation(layer, x), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("composability", ["squared_difference", "dot"])
 @pytest.mark.parametrize("stride", [[1, 1, 1], [2, 1, 2]])
-def test_op_gradients_against_finite_differences(composability: str, stride: list[int]) -> None:
+def test_op_gradients_against_finite_differences(composability: str, stride: list[int], dense: bool) -> None:
     gen = torch.Generator().manual_seed(2)
     out = [(3 - 1) // stride[0] + 1, 2, (4 - 1) // stride[2] + 1]  # input (3, 2, 4), kernel (3, 1, 3)
     shapes = [(1, 2, 2, *out), (1, 2, 2, 5, 2, 6), (1, 2, 2, 5, 2, 6), (2, 9)]  # q, padded k, padded v, geometry
     q, k, v, geo = (torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True) for s in shapes)
 
     def fn(q, k, v, geo):
-        return local_relation(q, k, v, geo, [3, 1, 3], stride, composability)[0]
+        return local_relation(q, k, v, geo, [3, 1, 3], stride, composability, dense)[0]
 
     assert torch.autograd.gradcheck(fn, (q, k, v, geo), fast_mode=True)
+
+
+@pytest.mark.parametrize("composability", ["squared_difference", "dot"])
+@pytest.mark.parametrize("stride", [1, (1, 2, 2)])
+def test_dense_and_window_paths_agree(composability: str, stride) -> None:
+    """The two computations of the op: outputs, gradients of the input and every parameter, and
+    the aggregation weights equal to float64 rounding, on a map larger than the neighbourhood."""
+    torch.manual_seed(15)
+    window = LocalRelation3d(8, 6, kernel_size=(3, 7, 7), heads=2, key_channels=4, stride=stride,
+                             composability=composability, impl="window").double()
+    dense = LocalRelation3d(8, 6, kernel_size=(3, 7, 7), heads=2, key_channels=4, stride=stride,
+                            composability=composability, impl="dense").double()
+    dense.load_state_dict(window.state_dict())
+    x = _x((2, 8, 4, 9, 8), seed=16).requires_grad_()
+    outs = [layer(x) for layer in (window, dense)]
+    grad = torch.randn_like(outs[0])
+    grads = [torch.autograd.grad(out, (x, *layer.parameters()), grad) for out, layer in zip(outs, (window, dense))]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    for g_dense, g_window in zip(grads[1], grads[0]):
+        torch.testing.assert_close(g_dense, g_window, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(dense.aggregation_weights(x), window.aggregation_weights(x), rtol=1e-12, atol=1e-14)
+
+
+def test_auto_is_dense_only_on_maps_near_the_neighbourhood_size() -> None:
+    layer = LocalRelation3d(8, kernel_size=(3, 7, 7), heads=2)  # K = 147
+    assert layer._dense(8 * 4 * 4) and layer._dense(3 * 147)
+    assert not layer._dense(3 * 147 + 1) and not layer._dense(8 * 56 * 56)
+    assert LocalRelation3d(8, heads=2, impl="window")._dense(1) is False
+    assert LocalRelation3d(8, heads=2, impl="dense")._dense(10**6) is True
 
 
 def test_layer_gradients_against_finite_differences() -> None:
@@ -161,6 +192,7 @@ def test_channels_last_3d_and_bf16_close_to_fp32() -> None:
         (dict(stride=0), r"stride must be a positive int or three positive ints"),
         (dict(composability="cosine"), r"unknown composability 'cosine'; expected one of 'squared_difference', 'dot'"),
         (dict(out_channels=0), r"out_channels must be a positive int"),
+        (dict(impl="loops"), r"unknown impl 'loops'; expected one of 'auto', 'window', 'dense'"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:

@@ -11,11 +11,17 @@ sit on the strided grid while keys and values are read at the input resolution.
 The core (composability, geometry prior, softmax, aggregation) is one custom op,
 ``videoattn::local_relation``, with a hand-written backward: one pass per neighbourhood offset,
 so memory is linear in T*H*W (no k_t*k*k-fold im2col copy of the input), the op stays opaque to
-torch.compile (no 147-step unrolled graph), and FLOP counters see it by name.
+torch.compile (no 147-step unrolled graph), and FLOP counters see it by name. On maps not much
+larger than the neighbourhood (T*H*W at most DENSE_FACTOR times its K offsets: the res3 and res4
+of tiny models, where most of a 3x7x7 neighbourhood is padding), the op computes the same weights
+as one dense (T*H*W)^2 matrix per head instead (batched matmuls in place of K strided passes;
+memory at most DENSE_FACTOR times the windowed one, so still linear in T*H*W). FLOP counts are
+the operator's (K neighbours per position) whichever path runs.
 """
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -25,6 +31,11 @@ from torch import nn
 from videoattn.blocks._checks import check_choice, check_input, check_positive
 
 COMPOSABILITIES = ("squared_difference", "dot")
+IMPLS = ("auto", "window", "dense")
+# "auto" computes densely while T*H*W <= DENSE_FACTOR * K. scripts/bench_lr_paths.py (CPU, one thread,
+# forward + backward, C 128, 8 heads), window / dense time: 3x7x7 at T*H*W / K = 0.87, 1.96, 3.48,
+# 5.44, 7.84: 5.03, 3.52, 1.23, 0.86, 0.56; 1x7x7 at 1.31, 2.94, 4.00, 8.16: 2.61, 1.28, 0.71, 0.41.
+DENSE_FACTOR = 3
 
 
 def _triple(value: int | Sequence[int], name: str, block: str) -> tuple[int, int, int]:
@@ -55,10 +66,82 @@ def _valid(kernel: Sequence[int], stride: Sequence[int], out: Sequence[int], siz
     return valid.flatten(0, 2)
 
 
+def _neighbours(kernel: Sequence[int], stride: Sequence[int], out: Sequence[int], size: Sequence[int], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, Po) flat index into the unpadded (T, H, W) input of neighbour k of output position p
+    (0 where it lies outside), and the (K, Po) bool mask of the neighbours inside."""
+    coords = []
+    for k, s, o in zip(kernel, stride, out):
+        coords.append(s * torch.arange(o, device=device)[None, :] + torch.arange(k, device=device)[:, None] - k // 2)
+    (ct, ch, cw), (nt, nh, nw) = coords, size
+    flat = (ct[:, None, None, :, None, None] * nh + ch[None, :, None, None, :, None]) * nw + cw[None, None, :, None, None, :]
+    valid = _valid(kernel, stride, out, size, device).flatten(1)
+    return flat.flatten(0, 2).flatten(1).masked_fill(~valid, 0), valid
+
+
+def _unpad(padded: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
+    """(N, G, D, Tp, Hp, Wp) zero-padded by kernel // 2 -> the (N, G, D, T*H*W) inside, a copy."""
+    inside = tuple(slice(k // 2, n - k // 2) for k, n in zip(kernel, padded.shape[3:]))
+    return padded[(..., *inside)].flatten(3)
+
+
+def _dense_logits(query: torch.Tensor, key: torch.Tensor, composability: str) -> torch.Tensor:
+    """Phi for every (output, input) pair: query (N, G, D, Po), key (N, G, D, Pi) -> (N, G, Po, Pi)."""
+    if composability == "squared_difference":
+        return (query.unsqueeze(-1) - key.unsqueeze(-2)).square_().sum(2).neg_()
+    return torch.matmul(query.transpose(2, 3), key).mul_(query.shape[2] ** -0.5)
+
+
+def _dense_forward(query, key, value, geometry, kernel, stride, composability):
+    """:func:`local_relation` through one (Po, Pi) weight matrix per head and sample."""
+    n, g, d, *out = query.shape
+    size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
+    index, valid = _neighbours(kernel, stride, out, size, query.device)  # (K, Po)
+    logits = _dense_logits(query.flatten(3), _unpad(key, kernel), composability)  # (N, G, Po, Pi)
+    # the geometry prior at each (p, neighbour) pair; pairs outside the neighbourhood: -inf
+    bias = logits.new_full((g, logits.shape[2], logits.shape[3]), float("-inf"))
+    k_idx, p_idx = valid.nonzero(as_tuple=True)
+    bias[:, p_idx, index[k_idx, p_idx]] = geometry[:, k_idx]
+    weights = torch.softmax(logits.add_(bias), dim=-1)
+    y = torch.matmul(_unpad(value, kernel), weights.transpose(2, 3))  # (N, G, Cg, Pi) x (Pi, Po)
+    # back to the windowed layout (N, G, K, Po): weight of neighbour k, 0 outside
+    windowed = weights.gather(3, index.t().expand(n, g, -1, -1)).transpose(2, 3).masked_fill_(~valid, 0)
+    return y.unflatten(3, out), windowed.unflatten(3, out)
+
+
+def _dense_backward(grad, query, key, value, weights, kernel, stride, composability):
+    """:func:`local_relation_backward` through the dense (Po, Pi) matrices."""
+    n, g, d, *out = query.shape
+    size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
+    index, valid = _neighbours(kernel, stride, out, size, query.device)
+    pi = size[0] * size[1] * size[2]
+    # dense weights: scatter-add (0 for the masked entries, so their index 0 does no harm)
+    scatter = index.t().expand(n, g, -1, -1)  # (N, G, Po, K)
+    dense = weights.new_zeros(n, g, scatter.shape[2], pi).scatter_add_(3, scatter, weights.flatten(3).transpose(2, 3))
+    grad, v = grad.flatten(3), _unpad(value, kernel)  # (N, G, Cg, Po), (N, G, Cg, Pi)
+    grad_v = torch.matmul(grad, dense)  # (N, G, Cg, Pi)
+    grad_w = torch.matmul(grad.transpose(2, 3), v)  # (N, G, Po, Pi)
+    grad_logits = grad_w.sub_((grad_w * dense).sum(3, keepdim=True)).mul_(dense)
+    grad_geometry = grad_logits.gather(3, scatter).masked_fill_(~valid.t(), 0).sum((0, 2))  # (G, K)
+    q, k = query.flatten(3), _unpad(key, kernel)
+    if composability == "squared_difference":  # d/dq -(q - k)^2 = -2 (q - k), d/dk = 2 (q - k)
+        diff = q.unsqueeze(-1) - k.unsqueeze(-2)  # (N, G, D, Po, Pi)
+        weighted = diff.mul_(grad_logits.unsqueeze(2))
+        grad_q, grad_k = weighted.sum(4).mul_(-2.0), weighted.sum(3).mul_(2.0)
+    else:
+        scale = d**-0.5
+        grad_q = torch.matmul(k, grad_logits.transpose(2, 3)).mul_(scale)  # (N, G, D, Po)
+        grad_k = torch.matmul(q, grad_logits).mul_(scale)  # (N, G, D, Pi)
+    inside = tuple(slice(k_ // 2, n_ - k_ // 2) for k_, n_ in zip(kernel, key.shape[3:]))
+    grad_key, grad_value = torch.zeros_like(key), torch.zeros_like(value)
+    grad_key[(..., *inside)] = grad_k.unflatten(3, size)
+    grad_value[(..., *inside)] = grad_v.unflatten(3, size)
+    return grad_q.unflatten(3, out), grad_key, grad_value, grad_geometry.to(weights.dtype)
+
+
 @torch.library.custom_op("videoattn::local_relation", mutates_args=())
 def local_relation(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, geometry: torch.Tensor,
-    kernel: list[int], stride: list[int], composability: str,
+    kernel: list[int], stride: list[int], composability: str, dense: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Aggregation of a local relation layer, per head g and output position p:
     ``w_gk(p) = softmax_k(Phi(q_g(p), k_g(p + k)) + geometry[g, k])`` over the neighbours inside the
@@ -66,8 +149,11 @@ def local_relation(
 
     query (N, G, D, To, Ho, Wo); key (N, G, D, Tp, Hp, Wp) and value (N, G, Cg, Tp, Hp, Wp) zero-padded
     by kernel // 2 on each side; geometry (G, K), K = kt * kh * kw. Returns y (N, G, Cg, To, Ho, Wo)
-    and the weights w (N, G, K, To, Ho, Wo) (not differentiable).
+    and the weights w (N, G, K, To, Ho, Wo) (not differentiable). ``dense``: compute through one
+    (To*Ho*Wo, T*H*W) matrix per head (small maps; equal up to float rounding).
     """
+    if dense:
+        return _dense_forward(query, key, value, geometry, kernel, stride, composability)
     n, g, d, *out = query.shape
     size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
     windows = _windows(kernel, stride, out)
@@ -88,7 +174,7 @@ def local_relation(
 
 
 @local_relation.register_fake
-def _local_relation_fake(query, key, value, geometry, kernel, stride, composability):
+def _local_relation_fake(query, key, value, geometry, kernel, stride, composability, dense=False):
     n, g, _, *out = query.shape
     return value.new_empty(n, g, value.shape[2], *out), query.new_empty(n, g, geometry.shape[1], *out)
 
@@ -96,9 +182,11 @@ def _local_relation_fake(query, key, value, geometry, kernel, stride, composabil
 @torch.library.custom_op("videoattn::local_relation_backward", mutates_args=())
 def local_relation_backward(
     grad: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, weights: torch.Tensor,
-    kernel: list[int], stride: list[int], composability: str,
+    kernel: list[int], stride: list[int], composability: str, dense: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of :func:`local_relation` w.r.t. query, key, value and geometry, given dL/dy."""
+    if dense:
+        return _dense_backward(grad, query, key, value, weights, kernel, stride, composability)
     d, out = query.shape[2], list(query.shape[3:])
     windows = _windows(kernel, stride, out)
     grad_w = torch.empty_like(weights)
@@ -123,22 +211,22 @@ def local_relation_backward(
 
 
 @local_relation_backward.register_fake
-def _local_relation_backward_fake(grad, query, key, value, weights, kernel, stride, composability):
+def _local_relation_backward_fake(grad, query, key, value, weights, kernel, stride, composability, dense=False):
     g, k = weights.shape[1], weights.shape[2]
     return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value), weights.new_empty(g, k)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    query, key, value, _, kernel, stride, composability = inputs
+    query, key, value, _, kernel, stride, composability, *dense = inputs
     ctx.save_for_backward(query, key, value, output[1])
-    ctx.meta = (kernel, stride, composability)
+    ctx.meta = (kernel, stride, composability, bool(dense and dense[0]))
     ctx.mark_non_differentiable(output[1])
 
 
 def _backward(ctx, grad_y: torch.Tensor, _grad_weights: torch.Tensor | None):
     query, key, value, weights = ctx.saved_tensors
     grads = local_relation_backward(grad_y.contiguous(), query, key, value, weights, *ctx.meta)
-    return (*grads, None, None, None)
+    return (*grads, None, None, None, None)
 
 
 local_relation.register_autograd(_backward, setup_context=_setup_context)
@@ -168,6 +256,12 @@ class LocalRelation3d(nn.Module):
         geometry_channels: hidden width of the geometry prior f_geo, a two-layer network
             (``geometry``: Linear 3 -> hidden, ReLU, Linear hidden -> heads) on the relative
             offset (dt, dy, dx) in input pixels (default ``heads``).
+        impl: how the op computes; results are equal up to float rounding. ``"window"``: one pass
+            per neighbourhood offset (memory linear in T*H*W); ``"dense"``: one (To*Ho*Wo, T*H*W)
+            weight matrix per head, its entries outside the neighbourhood 0 (batched matmuls; memory
+            quadratic in T*H*W); ``"auto"`` (default): dense while T*H*W <= DENSE_FACTOR * K
+            (3), where dense is faster (scripts/bench_lr_paths.py: 5.0x at 8x4x4, a 3x7x7
+            neighbourhood; slower beyond about 4 K).
     """
 
     def __init__(
@@ -181,6 +275,7 @@ class LocalRelation3d(nn.Module):
         key_channels: int | None = None,
         composability: str = "squared_difference",
         geometry_channels: int | None = None,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         block = "LocalRelation3d"
@@ -199,6 +294,7 @@ class LocalRelation3d(nn.Module):
             raise ValueError(f"{block}: kernel_size must be odd (a centred neighbourhood), got {self.kernel_size}")
         self.stride = _triple(stride, "stride", block)
         self.composability = check_choice("composability", composability, COMPOSABILITIES, block)
+        self.impl = check_choice("impl", impl, IMPLS, block)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.heads, self.key_channels = heads, key_channels
 
@@ -217,6 +313,12 @@ class LocalRelation3d(nn.Module):
         offsets = torch.cartesian_prod(*(torch.arange(k, device=weight.device) - k // 2 for k in self.kernel_size))
         return self.geometry(offsets.to(weight.dtype)).t()  # (K, 3) -> (K, heads) -> (heads, K)
 
+    def _dense(self, positions: int) -> bool:
+        """Whether the op computes densely for an input of ``positions`` = T*H*W positions."""
+        if self.impl != "auto":
+            return self.impl == "dense"
+        return positions <= DENSE_FACTOR * math.prod(self.kernel_size)
+
     def _relation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]
         st, sh, sw = self.stride
@@ -226,11 +328,12 @@ class LocalRelation3d(nn.Module):
         dtype = query.dtype  # the convs' (bf16 under autocast); the op runs in it
         value = F.pad(x.to(dtype), pad)  # (N, C, Tp, Hp, Wp)
         heads = self.heads
+        dense = self._dense(x.shape[2:].numel())
         # (N, C', T, H, W) -> (N, heads, C' / heads, T, H, W): contiguous channel groups
         y, weights = local_relation(
             query.unflatten(1, (heads, -1)).contiguous(), key.unflatten(1, (heads, -1)).contiguous(),
             value.unflatten(1, (heads, -1)).contiguous(), self.geometry_prior().to(dtype).contiguous(),
-            list(self.kernel_size), list(self.stride), self.composability,
+            list(self.kernel_size), list(self.stride), self.composability, dense,
         )
         return y.flatten(1, 2), weights  # (N, C, To, Ho, Wo), (N, heads, K, To, Ho, Wo)
 
@@ -247,7 +350,7 @@ class LocalRelation3d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, heads={self.heads}, "
-                f"stride={self.stride}, key_channels={self.key_channels}, composability={self.composability!r}")
+                f"stride={self.stride}, key_channels={self.key_channels}, composability={self.composability!r}, impl={self.impl!r}")
 
 
 class LocalRelationBlock3d(nn.Module):
@@ -256,7 +359,7 @@ class LocalRelationBlock3d(nn.Module):
 
     Args:
         in_channels: channels C of the input.
-        kernel_size, heads, key_channels, composability, geometry_channels: of the layer.
+        kernel_size, heads, key_channels, composability, geometry_channels, impl: of the layer.
         norm_layer: ``norm_layer(C)``; weight and bias zero-initialised (``lr.conv_out`` is zeroed
             instead when the norm has no affine weight, or is None).
     """
@@ -270,12 +373,13 @@ class LocalRelationBlock3d(nn.Module):
         key_channels: int | None = None,
         composability: str = "squared_difference",
         geometry_channels: int | None = None,
+        impl: str = "auto",
         norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm3d,
     ) -> None:
         super().__init__()
         self.lr = LocalRelation3d(
             in_channels, kernel_size=kernel_size, heads=heads, key_channels=key_channels,
-            composability=composability, geometry_channels=geometry_channels,
+            composability=composability, geometry_channels=geometry_channels, impl=impl,
         )
         self.in_channels = in_channels
         self.norm = norm_layer(in_channels) if norm_layer is not None else None
