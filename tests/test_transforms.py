@@ -1,5 +1,6 @@
 """Tests for videoattn.data.transforms: short-side resize (against torchvision's own short-side
-resize), crops (PySlowFast's uniform_crop positions), flip, normalisation, SlowFast packing
+resize), crops (PySlowFast's uniform_crop positions), the train clips' scaled crop against
+resize-then-crop, flip, normalisation, SlowFast packing
 (pytorchvideo's PackPathway index rule), and normalize_video (uint8 clips) equal to normalize.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from videoattn.data.transforms import (
     normalize_video,
     pack_pathways,
     random_crop,
+    random_scaled_crop,
     short_side_resize,
     spatial_crops,
     to_tchw,
@@ -52,6 +54,41 @@ def test_crops() -> None:
         centre_crop(x, 7)
     with pytest.raises(ValueError, match="1 or 3"):
         spatial_crops(x, 4, 2)
+
+
+def smooth_video(t: int = 2, h: int = 96, w: int = 128) -> torch.Tensor:
+    """Slowly varying uint8 frames (sums of long-wave sines): resampling them differently moves
+    a pixel by little, so crops of the same place agree closely."""
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    frames = [128 + 60 * torch.sin(x / 9 + c + f) + 50 * torch.cos(y / 7 - c) for f in range(t) for c in range(3)]
+    return torch.stack(frames).view(t, 3, h, w).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("short_side", [96, 104, 120, 160])
+def test_random_scaled_crop_is_resize_then_crop_to_a_sub_pixel(short_side: int) -> None:
+    x = smooth_video()
+    for seed in range(6):
+        ours = random_scaled_crop(x, short_side, 64, generator=torch.Generator().manual_seed(seed))
+        ref = random_crop(short_side_resize(x, short_side), 64, generator=torch.Generator().manual_seed(seed))
+        assert ours.shape == ref.shape == (2, 3, 64, 64) and ours.dtype == torch.uint8
+        # closer to the reference than the reference is to itself moved diagonally by one source
+        # pixel (rounded to scaled pixels)
+        scaled, k = short_side_resize(x, short_side).float(), max(1, round(short_side / 96))
+        one_pixel = (scaled[..., k:, k:] - scaled[..., :-k, :-k]).abs().mean()
+        assert (ours.float() - ref.float()).abs().mean() < one_pixel, (short_side, seed)
+    if short_side == 96:  # no scaling: exactly the crop
+        g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        assert torch.equal(random_scaled_crop(x, 96, 64, g1), random_crop(x, 64, g2))
+
+
+def test_random_scaled_crop_reaches_every_corner() -> None:
+    x = torch.zeros(1, 3, 60, 80, dtype=torch.uint8)
+    x[..., 0, 0], x[..., -1, -1] = 255, 254  # marks in two corners
+    g = torch.Generator().manual_seed(0)
+    crops = [random_scaled_crop(x, 66, 64, generator=g) for _ in range(400)]  # 1.1x: a window of 58 px
+    assert any(c[0, 0, 0, 0] > 0 for c in crops) and any(c[0, 0, -1, -1] > 0 for c in crops)
+    with pytest.raises(ValueError, match="crop size 64 is larger than the frame scaled to a short side of 48"):
+        random_scaled_crop(x, 48, 64)
 
 
 def test_flip_and_normalize() -> None:

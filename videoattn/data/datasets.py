@@ -34,7 +34,7 @@ from videoattn.data.collate import empty_for_transfer
 from videoattn.data.decode import VideoInfo, VideoSource, decode_frames
 from videoattn.data.samplers import sample_seed
 from videoattn.data.sampling import random_clip, uniform_clips
-from videoattn.data.transforms import horizontal_flip, pack_pathways, random_crop, short_side_resize, spatial_crops, to_tchw
+from videoattn.data.transforms import horizontal_flip, pack_pathways, random_scaled_crop, short_side_resize, spatial_crops, to_tchw
 
 __all__ = ["MODES", "ShardSamples", "VideoClipDataset", "VideoClips"]
 
@@ -111,8 +111,7 @@ class VideoClips:
             size = int(torch.randint(lo, hi + 1, (1,), generator=g))
             # index_select keeps the frames [T, H, W, 3] contiguous: ~20x faster than indexing, and
             # the permuted view [T, 3, H, W] is channels-last, which the uint8 resize prefers
-            clip = short_side_resize(to_tchw(frames.index_select(0, clip_index)), size)  # [T, 3, h, w] uint8
-            clip = random_crop(clip, c.crop_size, generator=g)
+            clip = random_scaled_crop(to_tchw(frames.index_select(0, clip_index)), size, c.crop_size, generator=g)  # [T, 3, crop, crop] uint8
             if c.flip and bool(torch.rand((), generator=g) < 0.5):
                 clip = horizontal_flip(clip)
             out[i].copy_(clip.transpose(0, 1))  # [T, 3, crop, crop] -> [3, T, crop, crop]
