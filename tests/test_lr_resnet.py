@@ -32,19 +32,24 @@ def test_lr_net_26_parameters_are_the_papers_14_7m() -> None:
     assert params == pytest.approx(14.7e6, rel=0.01)  # 14.62M
 
 
-def test_flops_per_frame_match_resnet50_counted_the_same_way() -> None:
-    """The paper gives LR-Net-50 the FLOPs of ResNet-50. Counted as everywhere in videoattn (fvcore,
-    multiply-adds) LR-Net-50 has 4.06 GFLOPs per 224x224 frame and ResNet-50 4.11. The paper's
-    absolute 4.3 is NOT matched (-5.6%): its counting is 0.2-0.25 GFLOPs above this one (its 2.6
-    for LR-Net-26 against our 2.40; see docs/models.md)."""
-    frame = create_model("c2d_lr50", num_classes=1000, temporal_pool=False).eval()
-    resnet = torchvision.models.resnet50().eval()
+@pytest.mark.parametrize("depths, ours_gflops", [((3, 4, 6, 3), 4.06), ((2, 2, 2, 2), 2.40)])
+def test_flops_per_frame_match_resnet_counted_the_same_way(depths: tuple[int, ...], ours_gflops: float) -> None:
+    """The paper's tables give LR-Net-50 and ResNet-50 the same FLOPs (4.3 G), and LR-Net-26 and
+    ResNet-26 the same (2.6 G). Counted as everywhere in videoattn (fvcore, multiply-adds) LR-Net-50
+    has 4.06 GFLOPs per 224x224 frame against ResNet-50's 4.11 (0.988x), LR-Net-26 2.40 against
+    ResNet-26's 2.357 (1.018x): within 2% of the paper's ratio of 1. The paper's counting puts the
+    ResNets 1.046x (50) and 1.103x (26) above fvcore; rescaled by them, 4.25 (-1.2% of 4.3) and
+    2.65 (+1.9% of 2.6). See docs/models.md."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    frame = build_lr_resnet(stage_depths=depths, num_classes=1000, temporal_pool=False).eval()
+    resnet = ResNet(Bottleneck, list(depths)).eval()
     with torch.no_grad():
         ours = flop_counter(frame, torch.zeros(1, 3, 1, 224, 224))
         theirs = flop_counter(resnet, torch.zeros(1, 3, 224, 224)).total()
-    assert ours.by_operator()["local_relation"] > 0.15e9  # the LR op is counted (fvcore alone: 0)
+    assert ours.by_operator()["local_relation"] > 0.1e9  # the LR op is counted (fvcore alone: 0)
     assert ours.total() == pytest.approx(theirs, rel=0.02)
-    assert ours.total() / 1e9 == pytest.approx(4.06, abs=0.01)
+    assert ours.total() / 1e9 == pytest.approx(ours_gflops, abs=0.01)
 
 
 def test_groups_of_eight_channels() -> None:
