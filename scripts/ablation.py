@@ -63,8 +63,12 @@ def model_name(backbone: str, variant: str) -> str:
     return backbone if variant == "baseline" else f"{backbone}_{variant}"
 
 
+# rows named as the README's block table names them; acronyms (nl, gc, se, cgnl, lr) in capitals
+WORDS = {"relation": "Relation", "transformer": "Transformer"}
+
+
 def label(variant: str) -> str:
-    return "baseline" if variant == "baseline" else f"+{variant.upper()}"
+    return "baseline" if variant == "baseline" else f"+{WORDS.get(variant, variant.upper())}"
 
 
 # ------------------------------------------------------------------------------------ statistics
