@@ -85,10 +85,10 @@ def test_every_parameter_gets_a_gradient_after_one_step(name: str) -> None:
     assert not torch.allclose(block(x), x)
 
 
-def _trained_like(name: str) -> nn.Module:
+def _trained_like(name: str, **kwargs) -> nn.Module:
     """A block whose zero-initialised parameters are randomised, so that no branch is trivially 0."""
     torch.manual_seed(3)
-    block = make_block(name, C)
+    block = make_block(name, C, **kwargs)
     with torch.no_grad():
         for p in block.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
@@ -125,6 +125,7 @@ def _compile_model(extra_nl: bool) -> nn.Sequential:
     # dot_product reordering.
     torch.manual_seed(6)
     blocks = [_trained_like(name) for name in list_blocks()]
+    blocks.append(_trained_like("lr", impl="window"))  # at 2x4x4 the registry's lr computes densely
     if extra_nl:
         blocks += [NonLocal3d(C, impl="chunked"), NonLocal3d(C, instantiation="dot_product", impl="auto")]
     return nn.Sequential(*blocks).eval()

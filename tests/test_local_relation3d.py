@@ -170,9 +170,10 @@ def test_block_is_a_zero_initialised_residual() -> None:
     torch.testing.assert_close(no_norm(x), x, rtol=0, atol=0)
 
 
-def test_channels_last_3d_and_bf16_close_to_fp32() -> None:
+@pytest.mark.parametrize("impl", ["window", "dense"])
+def test_channels_last_3d_and_bf16_close_to_fp32(impl: str) -> None:
     torch.manual_seed(13)
-    layer = LocalRelation3d(16, kernel_size=(3, 3, 3), heads=4, stride=(1, 2, 2)).eval()
+    layer = LocalRelation3d(16, kernel_size=(3, 3, 3), heads=4, stride=(1, 2, 2), impl=impl).eval()
     x = _x((1, 16, 3, 6, 6), seed=14, dtype=torch.float32)
     ref = layer(x)
     torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last_3d)), ref, rtol=1e-5, atol=1e-5)
