@@ -15,7 +15,8 @@ torch.compile (no 147-step unrolled graph), and FLOP counters see it by name. On
 larger than the neighbourhood (T*H*W at most DENSE_FACTOR times its K offsets: the res3 and res4
 of tiny models, where most of a 3x7x7 neighbourhood is padding), the op computes the same weights
 as one dense (T*H*W)^2 matrix per head instead (batched matmuls in place of K strided passes;
-memory at most DENSE_FACTOR times the windowed one, so still linear in T*H*W). FLOP counts are
+memory at most DENSE_FACTOR times the windowed one, times the key channels per head for the
+squared difference, so still linear in T*H*W). FLOP counts are
 the operator's (K neighbours per position) whichever path runs.
 """
 from __future__ import annotations
@@ -78,10 +79,14 @@ def _neighbours(kernel: Sequence[int], stride: Sequence[int], out: Sequence[int]
     return flat.flatten(0, 2).flatten(1).masked_fill(~valid, 0), valid
 
 
+def _inside(kernel: Sequence[int], padded: Sequence[int]) -> tuple[slice, slice, slice]:
+    """The slices of a (Tp, Hp, Wp) grid zero-padded by kernel // 2 that hold the input."""
+    return tuple(slice(k // 2, n - k // 2) for k, n in zip(kernel, padded))  # type: ignore[return-value]
+
+
 def _unpad(padded: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
     """(N, G, D, Tp, Hp, Wp) zero-padded by kernel // 2 -> the (N, G, D, T*H*W) inside, a copy."""
-    inside = tuple(slice(k // 2, n - k // 2) for k, n in zip(kernel, padded.shape[3:]))
-    return padded[(..., *inside)].flatten(3)
+    return padded[(..., *_inside(kernel, padded.shape[3:]))].flatten(3)
 
 
 def _dense_logits(query: torch.Tensor, key: torch.Tensor, composability: str) -> torch.Tensor:
@@ -131,7 +136,7 @@ def _dense_backward(grad, query, key, value, weights, kernel, stride, composabil
         scale = d**-0.5
         grad_q = torch.matmul(k, grad_logits.transpose(2, 3)).mul_(scale)  # (N, G, D, Po)
         grad_k = torch.matmul(q, grad_logits).mul_(scale)  # (N, G, D, Pi)
-    inside = tuple(slice(k_ // 2, n_ - k_ // 2) for k_, n_ in zip(kernel, key.shape[3:]))
+    inside = _inside(kernel, key.shape[3:])
     grad_key, grad_value = torch.zeros_like(key), torch.zeros_like(value)
     grad_key[(..., *inside)] = grad_k.unflatten(3, size)
     grad_value[(..., *inside)] = grad_v.unflatten(3, size)
