@@ -58,10 +58,6 @@ def kinetics_like_video(path: Path, seed: int, seconds: int = 10, width: int = 3
     return write_video(path, frames, fps=FPS, codec="libx264", crf=23)
 
 
-# ------------------------------------------------------------------ pytorchvideo anchor
-
-
-
 def kinetics_like_videos(folder: Path, count: int) -> list[str]:
     """``count`` videos ``folder/k{i}.mp4`` (seeds 0..count-1), written where missing."""
     paths = []
@@ -71,6 +67,10 @@ def kinetics_like_videos(folder: Path, count: int) -> list[str]:
             kinetics_like_video(path, seed=i)
         paths.append(str(path))
     return paths
+
+
+# ------------------------------------------------------------------ pytorchvideo anchor
+
 
 def _ptv_common(video: torch.Tensor) -> torch.Tensor:
     """pytorchvideo recipe on float [C, T', H, W] in 0..255: UniformTemporalSubsample(T), Div255,

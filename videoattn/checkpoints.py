@@ -22,14 +22,19 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or would run code when unpickled."""
 
 
+def _first_line(err: Exception) -> str:
+    """An exception's first message line (its type's name if it has no message)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
 
 def unsafe_checkpoint(what: str, path: str | os.PathLike, err: Exception, hint: str = "") -> CheckpointError:
     """The one-line error for a checkpoint that ``torch.load(weights_only=True)`` refused."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return CheckpointError(
         f"{what}: refusing to load {str(path)!r}: it holds Python objects that would run code when "
-        f"unpickled (torch.load weights_only=True rejected it: {first}).{hint}"
+        f"unpickled (torch.load weights_only=True rejected it: {_first_line(err)}).{hint}"
     )
+
 
 def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Mapping[str, Any]:
     """The dict held by checkpoint file ``path``, read with ``torch.load(weights_only=True)``
@@ -42,8 +47,7 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Mapping[st
     except pickle.UnpicklingError as err:
         raise unsafe_checkpoint(what, path, err, hint=" Re-save only the state dict.") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... on non-checkpoints
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what}: {str(path)!r} is not a PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{what}: {str(path)!r} is not a PyTorch checkpoint ({_first_line(err)})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{what}: {str(path)!r} holds a {type(obj).__name__}, expected a dict")
     return obj

@@ -84,6 +84,11 @@ def _inside(kernel: Sequence[int], padded: Sequence[int]) -> tuple[slice, slice,
     return tuple(slice(k // 2, n - k // 2) for k, n in zip(kernel, padded))  # type: ignore[return-value]
 
 
+def _unpadded_size(padded: torch.Tensor, kernel: Sequence[int]) -> list[int]:
+    """(T, H, W) of the input inside a (N, G, D, Tp, Hp, Wp) grid zero-padded by kernel // 2."""
+    return [n - 2 * (k // 2) for n, k in zip(padded.shape[3:], kernel)]
+
+
 def _unpad(padded: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
     """(N, G, D, Tp, Hp, Wp) zero-padded by kernel // 2 -> the (N, G, D, T*H*W) inside, a copy."""
     return padded[(..., *_inside(kernel, padded.shape[3:]))].flatten(3)
@@ -99,7 +104,7 @@ def _dense_logits(query: torch.Tensor, key: torch.Tensor, composability: str) ->
 def _dense_forward(query, key, value, geometry, kernel, stride, composability):
     """:func:`local_relation` through one (Po, Pi) weight matrix per head and sample."""
     n, g, d, *out = query.shape
-    size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
+    size = _unpadded_size(key, kernel)
     index, valid = _neighbours(kernel, stride, out, size, query.device)  # (K, Po)
     logits = _dense_logits(query.flatten(3), _unpad(key, kernel), composability)  # (N, G, Po, Pi)
     # the geometry prior at each (p, neighbour) pair; pairs outside the neighbourhood: -inf
@@ -116,9 +121,9 @@ def _dense_forward(query, key, value, geometry, kernel, stride, composability):
 def _dense_backward(grad, query, key, value, weights, kernel, stride, composability):
     """:func:`local_relation_backward` through the dense (Po, Pi) matrices."""
     n, g, d, *out = query.shape
-    size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
+    size = _unpadded_size(key, kernel)
     index, valid = _neighbours(kernel, stride, out, size, query.device)
-    pi = size[0] * size[1] * size[2]
+    pi = math.prod(size)
     # dense weights: scatter-add (0 for the masked entries, so their index 0 does no harm)
     scatter = index.t().expand(n, g, -1, -1)  # (N, G, Po, K)
     dense = weights.new_zeros(n, g, scatter.shape[2], pi).scatter_add_(3, scatter, weights.flatten(3).transpose(2, 3))
@@ -160,7 +165,7 @@ def local_relation(
     if dense:
         return _dense_forward(query, key, value, geometry, kernel, stride, composability)
     n, g, d, *out = query.shape
-    size = [p - 2 * (k // 2) for p, k in zip(key.shape[3:], kernel)]
+    size = _unpadded_size(key, kernel)
     windows = _windows(kernel, stride, out)
     logits = query.new_empty(n, g, len(windows), *out)
     for i, win in enumerate(windows):
