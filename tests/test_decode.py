@@ -313,3 +313,40 @@ def test_torchcodec_bad_input_and_missing_ffmpeg_are_named(bad_files: dict[str, 
     with pytest.raises(ImportError, match=r"FFmpeg's shared libraries \(missing here: libavcodec, libavformat\).*apt-get install ffmpeg"):
         read_frames(bad_files["random_bytes"], [0], backend="torchcodec")
     assert "torchcodec" not in decode.available_backends()
+
+
+_OTHER_THREADS = """
+import sys, time
+import torch
+from videoattn.data import decode
+torch.set_num_threads(1)  # as in a DataLoader worker: no OpenMP threads waiting for work
+if sys.argv[2] == "pyav-default":  # PyAV's own conversion threads (one per CPU)
+    decode._pyav_converts_with_threads = lambda: False
+start_process, start_thread = time.process_time(), time.thread_time()
+for _ in range(20):
+    decode.read_frames(sys.argv[1], list(range(0, 60, 4)), backend="pyav", threads=1)
+main = time.thread_time() - start_thread
+print(time.process_time() - start_process - main, main)
+"""
+
+
+def test_one_decode_thread_converts_frames_in_the_calling_thread(make_video) -> None:
+    """threads=1 (the workers' default) also converts frames to RGB in the calling thread: no CPU
+    time in other threads of the process (PyAV's default starts a pool of threads, one per CPU,
+    for each frame it converts: its CPU time shows with more than one CPU)."""
+    import subprocess
+
+    path = make_video("a.mp4", num_frames=60, height=128, width=160)
+
+    def other_and_main(mode: str) -> tuple[float, float]:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # numpy's and torch's pools idle
+        out = subprocess.run([sys.executable, "-c", _OTHER_THREADS, str(path), mode], capture_output=True, text=True, check=True, env=env)
+        other, main = map(float, out.stdout.split())
+        return other, main
+
+    other, main = other_and_main("ours")
+    assert decode._pyav_converts_with_threads()  # PyAV >= the one installed here takes threads=
+    assert other < 0.005 * main, (other, main)  # measured: 0.01 %
+    if (os.cpu_count() or 1) > 1:  # the control: without it, other threads do the conversions
+        other, main = other_and_main("pyav-default")
+        assert other > 0.02 * main, (other, main)  # measured: 19-22 %, and 40 % more time in the calling thread
