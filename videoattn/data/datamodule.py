@@ -102,6 +102,9 @@ class KineticsDataModule(L.LightningDataModule):
             epochs (only with num_workers > 0).
         shard_cache_dir: where LitData keeps the chunks it streams from a URL (default: its
             own, under ``~/.lightning``); a node-local disk on clusters.
+        pool_slots: each worker sends its train batches in this many reused shared-memory
+            slots (:mod:`videoattn.data.transport`; 4 batches of shared memory per worker, held
+            while the loader lives); 0: a new segment per batch, as torch's DataLoader does.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class KineticsDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         shard_cache_dir: str | None = None,
+        pool_slots: int = 4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -134,6 +138,8 @@ class KineticsDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size and test_batch_size must be >= 1, got {batch_size} and {test_batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if pool_slots < 0:
+            raise ValueError(f"pool_slots must be >= 0, got {pool_slots}")
         self.root = root
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         if not any(self.sources.values()):
@@ -146,6 +152,7 @@ class KineticsDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.shard_cache_dir = shard_cache_dir
+        self.pool_slots = pool_slots
         self._given_classes = classes
         self._classes: list[str] | None = None
         self.records: dict[str, list[VideoRecord]] = {}
@@ -269,7 +276,7 @@ class KineticsDataModule(L.LightningDataModule):
                 batch_size=batch_size,
                 sampler=sampler,
                 num_workers=self.num_workers,
-                collate_fn=VideoCollate(split),
+                collate_fn=VideoCollate(split, pool_slots=self.pool_slots),
                 pin_memory=self.pin_memory,
                 persistent_workers=self.persistent_workers,
                 drop_last=drop_last,
@@ -295,7 +302,7 @@ class KineticsDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
-            collate_fn=VideoCollate(split),
+            collate_fn=VideoCollate(split, pool_slots=self.pool_slots),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             generator=torch.Generator().manual_seed(self.seed + 1000 * rank),
