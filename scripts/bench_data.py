@@ -8,7 +8,8 @@ are normalised as on the device (on_after_batch_transfer: its workers ship uint8
          2 clips per decode (repeated augmentation), which pytorchvideo does not offer
   test : 10x3-view videos/s (short side 256, three 256 crops)
   overhead: per train clip, from files and from shards: the decode floor (decoding its frames),
-         the whole sample in process, and through the train loader; wall and CPU time
+         the whole sample in process, and through the train loader; wall and CPU time; and the
+         loader from files with torch's own transport of batches (pool_slots=0)
   shards: train clips/s and test videos/s from LitData shards of the same files (videoattn
          shard) against the files, with 1 and 2 DataLoader workers, and the CPU time of one
          sample in process (robust to other load on the machine)
@@ -41,6 +42,10 @@ from videoattn.video_io import write_video
 
 T, TAU, FPS = 8, 8, 30
 MEAN, STD = 0.45, 0.225
+# A train clip's random draws are seeded by (seed, epoch, video): LitData counts its first pass as
+# epoch 1, so files are drawn at epoch 1 too, and files and shards time the same clips (a clip's
+# decoding cost depends on where it starts: different draws differed by 11% over 24 clips)
+DRAW_EPOCH = 1
 
 
 def kinetics_like_video(path: Path, seed: int, seconds: int = 10, width: int = 340, height: int = 256) -> Path:
@@ -131,21 +136,25 @@ def _clip(clips_per_video: int = 1) -> ClipSettings:
     return ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video)
 
 
-def ours_datamodule(root: Path, source: str, mode: str, *, clips_per_video: int = 1, workers: int = 1) -> KineticsDataModule:
+def ours_datamodule(root: Path, source: str, mode: str, *, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4) -> KineticsDataModule:
     """KineticsDataModule over ``source`` (a list file or a shard folder) for ``mode``, batches
     of one video, ``workers`` DataLoader workers (not persistent: the bench joins them to read
-    their CPU time), set up for the mode's stage."""
+    their CPU time), set up for the mode's stage. ``pool_slots`` 0: torch's own transport of
+    batches from the workers (a new shared-memory segment per batch)."""
     split = "train" if mode == "train" else "test"
     dm = KineticsDataModule(str(root), **{split: source}, classes=["0"], clip=_clip(clips_per_video), batch_size=1, test_batch_size=1,
-                            num_workers=workers, pin_memory=False, persistent_workers=False)
+                            num_workers=workers, pin_memory=False, persistent_workers=False, pool_slots=pool_slots)
     dm.setup("fit" if split == "train" else "test")
     return dm
 
 
-def ours_loader(root: Path, source: str, mode: str, clips_per_video: int = 1, workers: int = 1) -> tuple[DataLoader, Callable]:
-    """(the data module's loader, what runs on each batch on the device: the normalisation)."""
-    dm = ours_datamodule(root, source, mode, clips_per_video=clips_per_video, workers=workers)
+def ours_loader(root: Path, source: str, mode: str, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4) -> tuple[DataLoader, Callable]:
+    """(the data module's loader, what runs on each batch on the device: the normalisation).
+    Train clips from files are drawn as from shards (epoch ``DRAW_EPOCH``): the same clips."""
+    dm = ours_datamodule(root, source, mode, clips_per_video=clips_per_video, workers=workers, pool_slots=pool_slots)
     loader = dm.train_dataloader() if mode == "train" else dm.test_dataloader()
+    if mode == "train" and dm.shard_location("train") is None:
+        loader.sampler.set_epoch(DRAW_EPOCH)
     return loader, lambda batch: dm.on_after_batch_transfer(batch, 0)
 
 
@@ -263,11 +272,12 @@ def time_floor(root: Path, many: list[str], clips: int, *, shards: bool = True) 
 
     files = write_list(root, "floor.txt", many)
     dataset = ours_datamodule(root, files, "train").datasets["train"]
-    sources, samples = {"files": files}, {"files": lambda i: dataset[(i % len(dataset), sample_seed(0, 0, i))]}
+    sources, samples = {"files": files}, {"files": lambda i: dataset[(i % len(dataset), sample_seed(0, DRAW_EPOCH, i % len(dataset)))]}
     if shards:
         sources["shards"] = write_bench_shards(many, root / "shards_train")
         entries = sorted(VideoShardDataset(sources["shards"]), key=lambda e: e.row)
         from_entries = ShardSamples(VideoClips("train", _clip()), seed=0)
+        from_entries.set_epoch(DRAW_EPOCH)
         samples["shards"] = lambda i: from_entries(entries[i % len(entries)])
     out = {}
     for kind, source in sources.items():
@@ -281,6 +291,9 @@ def time_floor(root: Path, many: list[str], clips: int, *, shards: bool = True) 
         out[f"{kind}_floor"], out[f"{kind}_floor_cpu"] = decode.wall / clips, decode.cpu / clips
         loader = time_loader_cpu(lambda source=source: ours_loader(root, source, "train"), clips)
         out[f"{kind}_loader"], out[f"{kind}_loader_worker_cpu"], out[f"{kind}_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
+    # the same loader with torch's transport (a new shared-memory segment per batch), from files
+    loader = time_loader_cpu(lambda: ours_loader(root, files, "train", pool_slots=0), clips)
+    out["torch_loader"], out["torch_loader_worker_cpu"], out["torch_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
     return out
 
 
@@ -318,17 +331,21 @@ def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dic
 
     location = write_bench_shards(paths, root / "shards_test")
     entries = sorted(VideoShardDataset(location), key=lambda e: e.row)
+    from videoattn.data.samplers import sample_seed
+
     records = [VideoRecord(p, 0, i) for i, p in enumerate(paths)]
     spent = {key: 0.0 for key in ("cpu_files_train", "cpu_shards_train", "cpu_files_test", "cpu_shards_test")}
     for mode, count in (("train", samples), ("test", len(paths))):
         files = VideoClipDataset(records, mode, _clip())
-        shards = ShardSamples(VideoClips(mode, _clip()))
-        files[0], shards(entries[0])  # warm-up (and the PyAV timestamp cache of the files: as from the 2nd epoch)
+        shards = ShardSamples(VideoClips(mode, _clip()), seed=0)  # the same draws: seeded by (0, epoch, row)
+        shards.set_epoch(DRAW_EPOCH)
+        files[(0, sample_seed(0, DRAW_EPOCH, 0))], shards(entries[0])  # warm-up (and the PyAV timestamp cache of the files: as from the 2nd epoch)
         for i in range(count):
+            row = i % len(paths)
             start = time.process_time()
-            files[i % len(paths)]
+            files[(row, sample_seed(0, DRAW_EPOCH, row))]
             middle = time.process_time()
-            shards(entries[i % len(paths)])
+            shards(entries[row])
             spent[f"cpu_files_{mode}"] += middle - start
             spent[f"cpu_shards_{mode}"] += time.process_time() - middle
         for key in (f"cpu_files_{mode}", f"cpu_shards_{mode}"):
@@ -393,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             worker, main_cpu = med[f"{kind}_loader_worker_cpu"], med[f"{kind}_loader_main_cpu"]
             print(f"{kind:<8}{1000 * f:>8.1f}{1000 * sample:>12.1f} ({sample / f:.2f}x){1000 * loader:>12.1f} ({loader / f:.2f}x)   "
                   f"{1000 * fc:>10.1f}{1000 * sample_cpu:>8.1f} ({sample_cpu / fc:.2f}x){1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
+        f, fc, loader, worker, main_cpu = (med[k] for k in ("files_floor", "files_floor_cpu", "torch_loader", "torch_loader_worker_cpu", "torch_loader_main_cpu"))
+        print(f"{'files, pool_slots=0 (torch transport)':<36}{1000 * loader:>12.1f} ({loader / f:.2f}x){'':<29}{1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
         print(f"backends, read_frames per train clip: PyAV {1000 * med['floor_pyav']:.1f} ms, decord {1000 * med['floor_decord']:.1f} ms "
               f"(decord/PyAV {med['floor_decord'] / med['floor_pyav']:.2f}x)")
         if not args.no_shards:
