@@ -8,8 +8,10 @@ are normalised as on the device (on_after_batch_transfer: its workers ship uint8
          2 clips per decode (repeated augmentation), which pytorchvideo does not offer
   test : 10x3-view videos/s (short side 256, three 256 crops)
   overhead: per train clip, from files and from shards: the decode floor (decoding its frames),
-         the whole sample in process, and through the train loader; wall and CPU time; and the
-         loader from files with torch's own transport of batches (pool_slots=0)
+         the whole sample in process, and through the train loader; wall and CPU time; clips
+         finished in the worker (CPU runs) and on the device (accelerator runs; the device step
+         runs on this CPU here); and the loader from files with torch's own transport of
+         batches (pool_slots=0)
   shards: train clips/s and test videos/s from LitData shards of the same files (videoattn
          shard) against the files, with 1 and 2 DataLoader workers, and the CPU time of one
          sample in process (robust to other load on the machine)
@@ -136,22 +138,27 @@ def _clip(clips_per_video: int = 1) -> ClipSettings:
     return ClipSettings(num_frames=T, sampling_rate=TAU, test_views=(10, 3), clips_per_video=clips_per_video)
 
 
-def ours_datamodule(root: Path, source: str, mode: str, *, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4) -> KineticsDataModule:
+def ours_datamodule(
+    root: Path, source: str, mode: str, *, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4, finish_on_device: bool = False
+) -> KineticsDataModule:
     """KineticsDataModule over ``source`` (a list file or a shard folder) for ``mode``, batches
     of one video, ``workers`` DataLoader workers (not persistent: the bench joins them to read
     their CPU time), set up for the mode's stage. ``pool_slots`` 0: torch's own transport of
-    batches from the workers (a new shared-memory segment per batch)."""
+    batches from the workers (a new shared-memory segment per batch). ``finish_on_device``:
+    train clips leave the workers unfinished, as on an accelerator (the device step finishes them)."""
     split = "train" if mode == "train" else "test"
     dm = KineticsDataModule(str(root), **{split: source}, classes=["0"], clip=_clip(clips_per_video), batch_size=1, test_batch_size=1,
-                            num_workers=workers, pin_memory=False, persistent_workers=False, pool_slots=pool_slots)
+                            num_workers=workers, pin_memory=False, persistent_workers=False, pool_slots=pool_slots, finish_on_device=finish_on_device)
     dm.setup("fit" if split == "train" else "test")
     return dm
 
 
-def ours_loader(root: Path, source: str, mode: str, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4) -> tuple[DataLoader, Callable]:
+def ours_loader(
+    root: Path, source: str, mode: str, clips_per_video: int = 1, workers: int = 1, pool_slots: int = 4, finish_on_device: bool = False
+) -> tuple[DataLoader, Callable]:
     """(the data module's loader, what runs on each batch on the device: the normalisation).
     Train clips from files are drawn as from shards (epoch ``DRAW_EPOCH``): the same clips."""
-    dm = ours_datamodule(root, source, mode, clips_per_video=clips_per_video, workers=workers, pool_slots=pool_slots)
+    dm = ours_datamodule(root, source, mode, clips_per_video=clips_per_video, workers=workers, pool_slots=pool_slots, finish_on_device=finish_on_device)
     loader = dm.train_dataloader() if mode == "train" else dm.test_dataloader()
     if mode == "train" and dm.shard_location("train") is None:
         loader.sampler.set_epoch(DRAW_EPOCH)
@@ -263,35 +270,42 @@ class _DecodeTimer:
 
 
 def time_floor(root: Path, many: list[str], clips: int, *, shards: bool = True) -> dict[str, float]:
-    """Per 8x8 train clip, from files and from shards of the same files, alternated: the decode
-    floor (decoding its frames), the whole sample in process, and the data module's train
-    loader (1 worker, batch 1, the normalisation on each batch included); wall and CPU time."""
+    """Per 8x8 train clip, from files and from shards of the same files: the decode floor
+    (decoding its frames), the whole sample in process, and the data module's train loader (1
+    worker, batch 1, the device step on each batch included); wall and CPU time. Train clips
+    finished in the worker (as on the CPU) and on the device (``finish_on_device``, as on an
+    accelerator: the worker ships the windows, the device step finishes them, here on the CPU)."""
     from videoattn.data.datasets import ShardSamples, VideoClips
     from videoattn.data.samplers import sample_seed
     from videoattn.data.shards import VideoShardDataset
 
     files = write_list(root, "floor.txt", many)
-    dataset = ours_datamodule(root, files, "train").datasets["train"]
-    sources, samples = {"files": files}, {"files": lambda i: dataset[(i % len(dataset), sample_seed(0, DRAW_EPOCH, i % len(dataset)))]}
+    sources: dict[str, str] = {"files": files}
     if shards:
         sources["shards"] = write_bench_shards(many, root / "shards_train")
-        entries = sorted(VideoShardDataset(sources["shards"]), key=lambda e: e.row)
-        from_entries = ShardSamples(VideoClips("train", _clip()), seed=0)
-        from_entries.set_epoch(DRAW_EPOCH)
-        samples["shards"] = lambda i: from_entries(entries[i % len(entries)])
     out = {}
-    for kind, source in sources.items():
-        make = samples[kind]
-        make(0)  # warm-up
-        with _DecodeTimer() as decode:
-            wall, cpu = time.perf_counter(), time.process_time()
-            for i in range(1, clips + 1):
-                make(i)
-            out[f"{kind}_sample"], out[f"{kind}_sample_cpu"] = (time.perf_counter() - wall) / clips, (time.process_time() - cpu) / clips
-        out[f"{kind}_floor"], out[f"{kind}_floor_cpu"] = decode.wall / clips, decode.cpu / clips
-        loader = time_loader_cpu(lambda source=source: ours_loader(root, source, "train"), clips)
-        out[f"{kind}_loader"], out[f"{kind}_loader_worker_cpu"], out[f"{kind}_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
-    # the same loader with torch's transport (a new shared-memory segment per batch), from files
+    for finish, suffix in (("worker", ""), ("device", "_dev")):
+        for kind, source in sources.items():
+            if kind == "files":
+                dataset = ours_datamodule(root, files, "train").datasets["train"]
+                dataset.clips.finish = finish
+                make = lambda i, dataset=dataset: dataset[(i % len(dataset), sample_seed(0, DRAW_EPOCH, i % len(dataset)))]  # noqa: E731
+            else:
+                entries = sorted(VideoShardDataset(source), key=lambda e: e.row)
+                from_entries = ShardSamples(VideoClips("train", _clip(), finish=finish), seed=0)
+                from_entries.set_epoch(DRAW_EPOCH)
+                make = lambda i, f=from_entries, e=entries: f(e[i % len(e)])  # noqa: E731
+            make(0)  # warm-up
+            key = kind + suffix
+            with _DecodeTimer() as decode:
+                wall, cpu = time.perf_counter(), time.process_time()
+                for i in range(1, clips + 1):
+                    make(i)
+                out[f"{key}_sample"], out[f"{key}_sample_cpu"] = (time.perf_counter() - wall) / clips, (time.process_time() - cpu) / clips
+            out[f"{key}_floor"], out[f"{key}_floor_cpu"] = decode.wall / clips, decode.cpu / clips
+            loader = time_loader_cpu(lambda source=source, d=finish == "device": ours_loader(root, source, "train", finish_on_device=d), clips)
+            out[f"{key}_loader"], out[f"{key}_loader_worker_cpu"], out[f"{key}_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
+    # the loader with torch's transport (a new shared-memory segment per batch), from files
     loader = time_loader_cpu(lambda: ours_loader(root, files, "train", pool_slots=0), clips)
     out["torch_loader"], out["torch_loader_worker_cpu"], out["torch_loader_main_cpu"] = loader["wall"], loader["worker"], loader["main"]
     return out
@@ -400,18 +414,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'train 8x8 clips/s, 2 clips per decode':<44}{1 / med['ours_train_x2']:>12.2f}{1 / med['ptv_train']:>14.2f}{med['ptv_train'] / med['ours_train_x2']:>7.2f}x")
         print(f"{'test 10x3-view videos/s':<44}{1 / med['ours_test']:>12.2f}{1 / med['ptv_test']:>14.2f}{med['ptv_test'] / med['ours_test']:>7.2f}x")
         print(f"\nthe loader's overhead, train 8x8 clips ({args.train_clips} per run), ms per clip: the decode floor (decoding the")
-        print("clip's frames), the whole sample in process, the data module's train loader (1 worker, batch 1, each uint8 batch")
-        print("normalised as on the device); x = / floor. Wall time, then CPU time (robust to other load; the loader's: its worker")
-        print("in steady state + the main process)")
-        print(f"{'':<8}{'floor':>8}{'sample in process':>20}{'train loader':>20}   {'CPU floor':>10}{'sample':>16}{'loader worker + main':>28}")
-        for kind in ("files",) + (() if args.no_shards else ("shards",)):
-            f, fc = med[f"{kind}_floor"], med[f"{kind}_floor_cpu"]
-            sample, loader, sample_cpu = med[f"{kind}_sample"], med[f"{kind}_loader"], med[f"{kind}_sample_cpu"]
-            worker, main_cpu = med[f"{kind}_loader_worker_cpu"], med[f"{kind}_loader_main_cpu"]
-            print(f"{kind:<8}{1000 * f:>8.1f}{1000 * sample:>12.1f} ({sample / f:.2f}x){1000 * loader:>12.1f} ({loader / f:.2f}x)   "
+        print("clip's frames), the whole sample in process, the data module's train loader (1 worker, batch 1, its device step on")
+        print("each batch: normalising, and finishing the clips when the worker ships them unfinished); x = / floor. Wall time, then")
+        print("CPU time (robust to other load; the loader's: its worker in steady state + the main process's device step)")
+        print("  finished in the worker (CPU runs), then on the device (accelerator runs: here the device is this CPU)")
+        print(f"{'':<12}{'floor':>8}{'sample in process':>20}{'train loader':>20}   {'CPU floor':>10}{'sample':>16}{'loader worker + main':>28}")
+        kinds = ("files",) + (() if args.no_shards else ("shards",))
+        for key in [k for k in kinds] + [k + "_dev" for k in kinds]:
+            f, fc = med[f"{key}_floor"], med[f"{key}_floor_cpu"]
+            sample, loader, sample_cpu = med[f"{key}_sample"], med[f"{key}_loader"], med[f"{key}_sample_cpu"]
+            worker, main_cpu = med[f"{key}_loader_worker_cpu"], med[f"{key}_loader_main_cpu"]
+            name = key.replace("_dev", ", device")
+            print(f"{name:<12}{1000 * f:>8.1f}{1000 * sample:>12.1f} ({sample / f:.2f}x){1000 * loader:>12.1f} ({loader / f:.2f}x)   "
                   f"{1000 * fc:>10.1f}{1000 * sample_cpu:>8.1f} ({sample_cpu / fc:.2f}x){1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
         f, fc, loader, worker, main_cpu = (med[k] for k in ("files_floor", "files_floor_cpu", "torch_loader", "torch_loader_worker_cpu", "torch_loader_main_cpu"))
-        print(f"{'files, pool_slots=0 (torch transport)':<36}{1000 * loader:>12.1f} ({loader / f:.2f}x){'':<29}{1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
+        print(f"{'files, worker, pool_slots=0 (torch transport)':<40}{1000 * loader:>12.1f} ({loader / f:.2f}x){'':<29}{1000 * worker:>11.1f} ({worker / fc:.2f}x) + {1000 * main_cpu:.1f}")
         print(f"backends, read_frames per train clip: PyAV {1000 * med['floor_pyav']:.1f} ms, decord {1000 * med['floor_decord']:.1f} ms "
               f"(decord/PyAV {med['floor_decord'] / med['floor_pyav']:.2f}x)")
         if not args.no_shards:

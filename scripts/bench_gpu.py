@@ -7,7 +7,9 @@
            scripts/bench_blocks.py) at res3 (C=512, 28x28) with 8 and 32 frames, forward + backward
   data   : train clips/s through KineticsDataModule's train loader with 8 workers, batch 8, 8x8
            clips, from files and from LitData shards of the same files, each uint8 batch moved
-           to the device and normalised there (on_after_batch_transfer), as in training
+           to the device and normalised there (on_after_batch_transfer), as in training; clips
+           finished in the workers and on the device (finish_on_device); finish_clips on the
+           device against the CPU
   decode : torchcodec decoding 8x8 clips on the GPU (NVDEC, device="cuda") against the CPU
            (torchcodec and PyAV, one thread), clips/s on the same clips
 Times are medians after warm-up, ratios against pytorchvideo (or the CPU) in the same run;
@@ -203,16 +205,30 @@ def bench_data(root: Path, paths: list[str], device: torch.device, *, workers: i
     (root / "train.txt").write_text("".join(f"{p} 0\n" for p in many))
     shards = write_bench_shards(many, root / "shards_train")
     print(f"\n[data] train 8x8 clips/s through KineticsDataModule's loader, {workers} workers, batch {batch}, {len(many)} videos, "
-          f"uint8 batches normalised on {device.type}")
-    rates: dict[str, list[float]] = {"files": [], "shards": []}
+          f"uint8 batches normalised on {device.type}; clips finished in the workers, and on {device.type} (finish_on_device)")
+    rates: dict[tuple[str, bool], list[float]] = {}
     for _ in range(2):  # alternated, medians
-        for kind, source in (("files", "train.txt"), ("shards", shards)):
-            # the data module's defaults (8x8 clips, short side 256-320, crop 224) on both sides
-            dm = KineticsDataModule(str(root), train=source, classes=["0"], batch_size=batch, num_workers=workers, persistent_workers=False)
-            dm.setup("fit")
-            rates[kind].append(_clips_per_second(dm, dm.train_dataloader(), batches, device))
-    f, s = statistics.median(rates["files"]), statistics.median(rates["shards"])
-    print(f"  from files {f:8.1f} clips/s; from shards {s:8.1f} clips/s; shards/files {s / f:.2f}x")
+        for on_device in (False, True):
+            for kind, source in (("files", "train.txt"), ("shards", shards)):
+                # the data module's defaults (8x8 clips, short side 256-320, crop 224) on both sides
+                dm = KineticsDataModule(str(root), train=source, classes=["0"], batch_size=batch, num_workers=workers, persistent_workers=False,
+                                        finish_on_device=on_device)
+                dm.setup("fit")
+                rates.setdefault((kind, on_device), []).append(_clips_per_second(dm, dm.train_dataloader(), batches, device))
+    for on_device in (False, True):
+        f, s = statistics.median(rates[("files", on_device)]), statistics.median(rates[("shards", on_device)])
+        print(f"  finished {'on ' + device.type if on_device else 'in the workers'}: from files {f:8.1f} clips/s; from shards {s:8.1f} clips/s; "
+              f"shards/files {s / f:.2f}x")
+    f = statistics.median(rates[("files", False)])
+    print(f"  files, finished on {device.type} / in the workers: {statistics.median(rates[('files', True)]) / f:.2f}x")
+    from videoattn.data.transforms import finish_clips
+
+    g = torch.Generator().manual_seed(0)
+    windows = torch.randint(0, 256, (batch, 8, 224, 224, 3), dtype=torch.uint8, generator=g)
+    sides = [(int(s), bool(k % 2)) for k, s in enumerate(torch.randint(180, 225, (batch,), generator=g))]
+    on_cpu, there = finish_clips(windows, sides, 224), finish_clips(windows.to(device), sides, 224).cpu()
+    print(f"  finish_clips on {device.type} against the CPU (the workers' numbers): max difference {int((there.int() - on_cpu.int()).abs().max())} "
+          f"of 255, {float((there != on_cpu).float().mean()):.4f} of the values differ")
 
 
 # ------------------------------------------------------------------------------ decode

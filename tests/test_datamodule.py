@@ -381,6 +381,40 @@ def test_batches_are_uint8_and_normalised_after_transfer_as_the_float_path(datas
     assert dm.on_after_batch_transfer({"video": None, "label": torch.zeros(0)}, 0)["video"] is None
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("slowfast", [False, True])
+def test_train_clips_finished_on_the_device_give_the_same_model_inputs(dataset_root: Path, workers: int, slowfast: bool) -> None:
+    """finish_on_device=True: batches of unfinished windows ([B, T, crop, crop, 3] uint8 and a
+    `window` list) that on_after_batch_transfer finishes and normalises into the model inputs of
+    finish_on_device=False, batch for batch (in process, and through 2 workers' slot pools)."""
+    opts = dict(SMALL, num_workers=workers, batch_size=2, pool_slots=2, **({"num_frames": 8, "slowfast_alpha": 4} if slowfast else {}))
+    inputs = {}
+    for on_device in (False, True):
+        dm = make_dm(str(dataset_root), "train.csv", finish_on_device=on_device, **opts)
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        if on_device:
+            assert all(b["video"].shape[1:] == (opts["num_frames"], 32, 32, 3) and len(b["window"]) == len(b["label"]) for b in batches)
+        inputs[on_device] = [dm.on_after_batch_transfer(b, 0) for b in batches]
+    for a, b in zip(inputs[False], inputs[True], strict=True):
+        assert "window" not in b and torch.equal(a["video_index"], b["video_index"])
+        va, vb = (a["video"], b["video"]) if slowfast else ([a["video"]], [b["video"]])
+        assert all(x.dtype == torch.float32 and torch.equal(x, y) for x, y in zip(va, vb, strict=True))
+
+
+def test_train_clips_are_finished_on_the_device_when_training_on_an_accelerator(dataset_root: Path) -> None:
+    """The default: in the workers without a trainer or on the CPU, on the device otherwise."""
+    from types import SimpleNamespace
+
+    dm = make_dm(str(dataset_root), "train.csv", **SMALL)
+    assert dm._train_finish() == "worker"
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert dm._train_finish() == "device"
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    assert dm._train_finish() == "worker"
+    assert make_dm(str(dataset_root), "train.csv", finish_on_device=True, **SMALL)._train_finish() == "device"
+
+
 def test_train_sampler_resumes_mid_epoch_and_after_an_epoch_end() -> None:
     sampler = train_sampler(10, seed=1, rank=0, world_size=1, batch_size=4, sample_seeds=True)
     assert len(sampler) == 8  # whole batches of 4

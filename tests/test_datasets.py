@@ -211,3 +211,52 @@ def test_a_corrupt_shard_entry_is_skipped_and_labels_are_mapped(tmp_path: Path, 
         assert failed["skipped"][0]["path"] == "/data/bad.mp4" and failed["skipped"][0]["video_index"] == 5 and failed["skipped"][0]["reason"]
         ok = samples(good)
         assert ok["video"] is not None and ok["label"] == 0 and ok["skipped"] == []
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [
+        ClipSettings(num_frames=4, sampling_rate=2, train_short_side=(36, 48), crop_size=32),  # frames scaled up: windows of 22-32 px
+        ClipSettings(num_frames=4, sampling_rate=2, train_short_side=(36, 48), crop_size=32, clips_per_video=3),  # repeated clips
+        ClipSettings(num_frames=4, sampling_rate=2, train_short_side=(24, 28), crop_size=20),  # scaled down: windows of 23-27 px
+        ClipSettings(num_frames=8, sampling_rate=1, train_short_side=(36, 48), crop_size=32, slowfast_alpha=4),
+    ],
+    ids=["upscaled", "repeated", "downscaled", "slowfast"],
+)
+def test_train_clips_finished_on_the_device_equal_the_workers(tmp_path: Path, make_video, clip: ClipSettings) -> None:
+    """finish="device": each clip's window as decoded, [K, T, crop, crop, 3], and (side, flip);
+    transforms.finish_clips (then the pathways) gives the very clips the worker makes, for the
+    same draws, from files and from shard entries. Windows larger than the crop are resized in
+    the worker (side == crop)."""
+    from videoattn.data.datasets import ShardSamples, VideoClips
+    from videoattn.data.samplers import sample_seed
+    from videoattn.data.transforms import finish_clips, pack_pathways
+
+    path = str(make_video("moving.mp4", num_frames=40, height=32, width=48))
+    worker = VideoClipDataset([VideoRecord(path, 0, 0)], "train", clip)
+    device = VideoClipDataset([VideoRecord(path, 0, 0)], "train", clip)
+    device.clips.finish = "device"
+    k, t, crop = clip.clips_per_video, clip.num_frames, clip.crop_size
+
+    def finished(sample: dict) -> list[torch.Tensor]:
+        assert sample["video"].shape == (k, t, crop, crop, 3) and len(sample["window"]) == k
+        video = finish_clips(sample["video"], sample["window"], crop)
+        return [video] if clip.slowfast_alpha is None else pack_pathways(video, clip.slowfast_alpha)
+
+    def clips(sample: dict) -> list[torch.Tensor]:
+        return sample["video"] if isinstance(sample["video"], list) else [sample["video"]]
+
+    flips, sides = set(), set()
+    for seed in range(8):
+        got = device[(0, seed)]
+        assert all(torch.equal(a, b) for a, b in zip(finished(got), clips(worker[(0, seed)]), strict=True))
+        flips |= {flip for _, flip in got["window"]}
+        sides |= {side for side, _ in got["window"]}
+    assert flips == {False, True}
+    assert sides == {crop} if crop == 20 else max(sides) < crop
+    shard = ShardSamples(VideoClips("train", clip, finish="device"), seed=5)
+    got = shard(_entry(path, 0, 0))
+    assert all(torch.equal(a, b) for a, b in zip(finished(got), clips(worker[(0, sample_seed(5, 0, 0))]), strict=True))
+    assert "window" not in worker[(0, 0)]
+    with pytest.raises(ValueError, match="finish must be one of"):
+        VideoClips("train", clip, finish="gpu")

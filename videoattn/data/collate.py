@@ -3,6 +3,8 @@
 reason). Clips keep their dtype (uint8 from the datasets: normalised on the device).
   train: [B*K, C, T, H, W] (K clips per video, labels repeated)   val: [B, C, T, H, W]
   test / predict: [B, V, C, T, H, W]          SlowFast: `[slow, fast]`, each shaped as above
+Unfinished train clips (``VideoClips(finish="device")``) are ``[B*K, T, crop, crop, 3]`` with
+`window`, a list of (side, flip) per row, for ``transforms.finish_clips``.
 Failed videos are dropped; if all failed, `video` is None and label/video_index are empty
 (evaluation); a training batch with no readable video raises, naming them.
 In a DataLoader worker, train batches travel to the main process in reused shared-memory slots
@@ -94,7 +96,10 @@ class VideoCollate:
             assert self._pool is not None
             video = self._pool.ref(slot[0], slot[2], single)
             label, video_index = transport.InBand(label), transport.InBand(video_index)
-        return {"video": video, "label": label, "video_index": video_index, "path": paths, "skipped": skipped}
+        batch = {"video": video, "label": label, "video_index": video_index, "path": paths, "skipped": skipped}
+        if "window" in ok[0]:  # unfinished train clips (finish_clips on the device): (side, flip) per row
+            batch["window"] = [w for s in ok for w in s["window"]]
+        return batch
 
     def _shape(self, tensors: list[torch.Tensor]) -> tuple[torch.dtype, tuple[int, ...]]:
         first = tensors[0]

@@ -34,7 +34,7 @@ from videoattn.data.datasets import ShardSamples, VideoClipDataset, VideoClips
 from videoattn.data.decode import BACKENDS
 from videoattn.data.samplers import ShardedEvalSampler, TrainSampler, dist_rank_and_world, train_sampler
 from videoattn.data.shards import INDEX_FILE, REMOTE_PREFIXES, shard_classes
-from videoattn.data.transforms import normalize_video
+from videoattn.data.transforms import finish_clips, normalize_video, pack_pathways
 
 __all__ = ["KineticsDataModule", "STAGE_SPLITS"]
 
@@ -105,6 +105,11 @@ class KineticsDataModule(L.LightningDataModule):
         pool_slots: each worker sends its train batches in this many reused shared-memory
             slots (:mod:`videoattn.data.transport`; 4 batches of shared memory per worker, held
             while the loader lives); 0: a new segment per batch, as torch's DataLoader does.
+        finish_on_device: where train clips are finished (their crop window resized, flipped
+            and laid out [3, T, H, W]): True, on the device in ``on_after_batch_transfer``
+            (workers ship each clip's window as decoded, ``transforms.finish_clips`` makes the
+            same clips there); False, in the workers. Default: on the device when the trainer
+            runs on an accelerator.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class KineticsDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         shard_cache_dir: str | None = None,
         pool_slots: int = 4,
+        finish_on_device: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -153,6 +159,7 @@ class KineticsDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.shard_cache_dir = shard_cache_dir
         self.pool_slots = pool_slots
+        self.finish_on_device = finish_on_device
         self._given_classes = classes
         self._classes: list[str] | None = None
         self.records: dict[str, list[VideoRecord]] = {}
@@ -292,7 +299,7 @@ class KineticsDataModule(L.LightningDataModule):
         from videoattn.data.shards import VideoShardDataset
 
         train = split == "train"
-        clips = VideoClips(split, self.clip, backend=self.backend, decode_threads=self.decode_threads)
+        clips = VideoClips(split, self.clip, backend=self.backend, decode_threads=self.decode_threads, finish=self._train_finish() if train else "worker")
         transform = ShardSamples(clips, labels=self._label_map(split), seed=self.seed if train else None)
         # train: shuffled, equal shares (drop_last); evaluation: every entry once, in list order per process
         dataset = VideoShardDataset(self.shard_location(split), shuffle=train, drop_last=train, seed=self.seed, transform=transform,
@@ -321,6 +328,7 @@ class KineticsDataModule(L.LightningDataModule):
                 loader.load_state_dict(self._train_position["loader"])
             return loader
         ds = self._dataset("train")
+        ds.clips.finish = self._train_finish()
         sampler = train_sampler(len(ds), seed=self.seed, sample_seeds=True)
         if len(sampler) > self.batch_size:  # whole batches only (one incomplete batch is kept)
             sampler.batch_size = self.batch_size
@@ -336,6 +344,15 @@ class KineticsDataModule(L.LightningDataModule):
         if "loader" in position:
             loader.load_state_dict(position["loader"])
         return loader
+
+    def _train_finish(self) -> str:
+        """Where train clips are finished: ``finish_on_device``, or by default "device" when the
+        trainer runs on an accelerator (the resize, flip and layout are then device kernels)."""
+        if self.finish_on_device is not None:
+            return "device" if self.finish_on_device else "worker"
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return "worker" if device.type == "cpu" else "device"
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.sources["val"]:  # fit without validation data: Lightning skips the loop
@@ -356,13 +373,18 @@ class KineticsDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------- on the device
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise the batch's uint8 clips on the device it was moved to: float32
-        ``(x / 255 - clip.mean) / clip.std`` (:func:`~videoattn.data.transforms.normalize_video`).
-        Lightning calls it for every batch; code that iterates the loaders itself calls it too."""
+        """Finish train clips shipped unfinished (``finish_on_device``:
+        :func:`~videoattn.data.transforms.finish_clips`, then SlowFast's pathways), and normalise
+        the batch's uint8 clips on the device it was moved to: float32 ``(x / 255 - clip.mean) /
+        clip.std`` (:func:`~videoattn.data.transforms.normalize_video`). Lightning calls it for
+        every batch; code that iterates the loaders itself calls it too."""
         trainer = getattr(self, "trainer", None)
         if self._train_position is not None and trainer is not None and trainer.training:
             self._train_position = None  # the resumed position is in use: later loaders start afresh
         if isinstance(batch, dict):
+            if "window" in batch:  # train clips shipped unfinished: resized, flipped, laid out here
+                video = finish_clips(batch["video"], batch.pop("window"), self.clip.crop_size)
+                batch["video"] = video if self.clip.slowfast_alpha is None else pack_pathways(video, self.clip.slowfast_alpha)
             video = batch.get("video")
             first = video[0] if isinstance(video, (list, tuple)) else video
             if isinstance(first, torch.Tensor) and first.dtype == torch.uint8:

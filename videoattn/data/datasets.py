@@ -14,6 +14,12 @@ and to the device; normalise them where the model runs:
 ``videoattn.data.transforms.normalize_video(video, clip.mean, clip.std)`` (KineticsDataModule
 does it in ``on_after_batch_transfer``, on the device).
 
+Train clips can also leave the worker unfinished (``VideoClips(..., finish="device")``): each
+clip's crop window as decoded, uint8 ``[K, T, crop, crop, 3]`` (the window in the top-left
+corner), with ``window`` = (side, flip) per clip in the sample; ``transforms.finish_clips``
+resizes, flips and lays them out where the model runs (KineticsDataModule does, on an
+accelerator), giving the same clips.
+
 A video that fails to decode never raises: training from files draws another video and
 reports the failed one in the sample's ``skipped`` list; evaluation, and training from shards
 (a stream cannot draw another), returns a sample with ``video`` None, listed too (the collate
@@ -34,11 +40,21 @@ from videoattn.data.collate import empty_for_transfer
 from videoattn.data.decode import VideoInfo, VideoSource, decode_frames
 from videoattn.data.samplers import sample_seed
 from videoattn.data.sampling import random_clip, uniform_clips
-from videoattn.data.transforms import horizontal_flip, pack_pathways, random_scaled_crop, short_side_resize, spatial_crops, to_tchw
+from videoattn.data.transforms import (
+    horizontal_flip,
+    pack_pathways,
+    random_scaled_crop,
+    resize_square,
+    scaled_crop_window,
+    short_side_resize,
+    spatial_crops,
+    to_tchw,
+)
 
-__all__ = ["MODES", "ShardSamples", "VideoClipDataset", "VideoClips"]
+__all__ = ["FINISH", "MODES", "ShardSamples", "VideoClipDataset", "VideoClips"]
 
 MODES = ("train", "val", "test", "predict")
+FINISH = ("worker", "device")
 log = logging.getLogger("videoattn.data")
 _WARNED: set[str] = set()  # paths already logged in this process
 # Failed videos travel in each sample's `skipped` list; the VideoReport callback warns once per
@@ -60,13 +76,18 @@ class VideoClips:
     Raises what decoding raises (:class:`~videoattn.data.decode.DecodeError`, ...).
     """
 
-    def __init__(self, mode: str, clip: ClipSettings = ClipSettings(), *, backend: str | None = None, decode_threads: int = 1) -> None:
+    def __init__(
+        self, mode: str, clip: ClipSettings = ClipSettings(), *, backend: str | None = None, decode_threads: int = 1, finish: str = "worker"
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not isinstance(clip, ClipSettings):
             raise ValueError(f"clip must be a ClipSettings, got {type(clip).__name__}")
+        if finish not in FINISH:
+            raise ValueError(f"finish must be one of {FINISH}, got {finish!r}")
         self.mode, self.clip = mode, clip
         self.backend, self.decode_threads = backend, decode_threads
+        self.finish = finish  # train clips: "worker" finishes them, "device" leaves resize, flip and layout to finish_clips
 
     @property
     def views_per_video(self) -> int:
@@ -83,6 +104,17 @@ class VideoClips:
         else:
             video = self._views(source, info, name, *c.test_views, c.test_crop_size)
         return video if c.slowfast_alpha is None else pack_pathways(video, c.slowfast_alpha)
+
+    def clips_and_windows(
+        self, source: VideoSource, *, info: VideoInfo | None = None, name: str | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Video, list[tuple[int, bool]] | None]:
+        """What the datasets put in a sample: ``(clips, None)`` as :meth:`__call__` gives them, or
+        for train clips left to the device (``finish="device"``) ``(windows, sides)``: uint8
+        ``[K, T, crop, crop, 3]`` and each clip's (side, flip), for
+        :func:`~videoattn.data.transforms.finish_clips` (and then SlowFast's pathway packing)."""
+        if self.mode == "train" and self.finish == "device":
+            return self._train_windows(source, info, name, generator)
+        return self(source, info=info, name=name, generator=generator), None
 
     def _stride(self, fps: float) -> float:
         """Frames between clip frames: ``sampling_rate``, or measured at ``target_fps`` (as
@@ -117,6 +149,35 @@ class VideoClips:
             out[i].copy_(clip.transpose(0, 1))  # [T, 3, crop, crop] -> [3, T, crop, crop]
         return out
 
+    def _train_windows(
+        self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None
+    ) -> tuple[torch.Tensor, list[tuple[int, bool]]]:
+        """K random clips' crop windows from one decode, unfinished: uint8 [K, T, crop, crop, 3]
+        and (side, flip) each, drawn as :meth:`_train_clips` draws them. A window larger than the
+        crop (frames scaled down) is resized here: shipping it would cost more than the resize."""
+        c = self.clip
+        t, k, crop = c.num_frames, c.clips_per_video, c.crop_size
+
+        def select(n: int, fps: float) -> np.ndarray:
+            tau = self._stride(fps)
+            return np.concatenate([random_clip(n, t, tau, short_video=c.short_video, generator=g) for _ in range(k)])
+
+        frames, inverse = self._decode(source, info, name, select)  # [U, H, W, 3]
+        out = empty_for_transfer((k, t, crop, crop, 3), torch.uint8)
+        height, width = frames.shape[1:3]
+        lo, hi = c.train_short_side
+        sides = []
+        for i, clip_index in enumerate(inverse.view(k, t)):
+            size = int(torch.randint(lo, hi + 1, (1,), generator=g))
+            top, left, side = scaled_crop_window(height, width, size, crop, g)
+            window = frames[:, top : top + side, left : left + side].index_select(0, clip_index)  # [T, side, side, 3]
+            flip = c.flip and bool(torch.rand((), generator=g) < 0.5)
+            if side > crop:
+                window, side = resize_square(to_tchw(window), crop).permute(0, 2, 3, 1), crop
+            out[i, :, :side, :side].copy_(window)
+            sides.append((side, flip))
+        return out, sides
+
     def _views(self, source: VideoSource, info: VideoInfo | None, name: str | None, num_clips: int, num_crops: int, crop: int) -> torch.Tensor:
         """num_clips x num_crops views from one decode -> uint8 [V, 3, T, crop, crop]."""
         c = self.clip
@@ -139,8 +200,13 @@ class VideoClips:
         return out
 
 
-def _sample(video: Video | None, label: int, row: int, path: str, skipped: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"video": video, "label": label, "video_index": row, "path": path, "skipped": skipped}
+def _sample(
+    video: Video | None, label: int, row: int, path: str, skipped: list[dict[str, Any]], windows: list[tuple[int, bool]] | None = None
+) -> dict[str, Any]:
+    sample = {"video": video, "label": label, "video_index": row, "path": path, "skipped": skipped}
+    if windows is not None:  # unfinished train clips: each clip's (side, flip), for finish_clips
+        sample["window"] = windows
+    return sample
 
 
 def _failure(exc: BaseException, row: int, path: str) -> dict[str, Any]:
@@ -193,14 +259,14 @@ class VideoClipDataset(Dataset):
         for _ in range(self.max_retries + 1 if self.mode == "train" else 1):
             record = self.records[index]
             try:
-                video = self.clips(record.path, generator=generator)
+                video, windows = self.clips.clips_and_windows(record.path, generator=generator)
             except (ValueError, RuntimeError, OSError) as exc:
                 skipped.append(_failure(exc, record.row, record.path))
                 if self.mode != "train":
                     return _sample(None, record.label, record.row, record.path, skipped)
                 index = int(torch.randint(len(self.records), (1,), generator=generator))
                 continue
-            return _sample(video, record.label, record.row, record.path, skipped)
+            return _sample(video, record.label, record.row, record.path, skipped, windows)
         raise RuntimeError(f"{len(skipped)} videos in a row failed to decode (last: {skipped[-1]['path']}: {skipped[-1]['reason']}); is the dataset readable? Run `videoattn check-data`.")
 
 
@@ -228,7 +294,7 @@ class ShardSamples:
         label = entry.label if self.labels is None or entry.label < 0 else self.labels[entry.label]
         generator = None if self.seed is None else torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, entry.row))
         try:
-            video = self.clips(entry.video, info=entry.info, name=entry.path, generator=generator)
+            video, windows = self.clips.clips_and_windows(entry.video, info=entry.info, name=entry.path, generator=generator)
         except (ValueError, RuntimeError, OSError) as exc:
             return _sample(None, label, entry.row, entry.path, [_failure(exc, entry.row, entry.path)])
-        return _sample(video, label, entry.row, entry.path, [])
+        return _sample(video, label, entry.row, entry.path, [], windows)

@@ -17,12 +17,15 @@ __all__ = [
     "KINETICS_MEAN",
     "KINETICS_STD",
     "centre_crop",
+    "finish_clips",
     "horizontal_flip",
     "normalize",
     "normalize_video",
     "pack_pathways",
     "random_crop",
     "random_scaled_crop",
+    "resize_square",
+    "scaled_crop_window",
     "short_side_resize",
     "spatial_crops",
     "to_tchw",
@@ -65,30 +68,60 @@ def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = 
     return x[..., top : top + size, left : left + size]
 
 
-def random_scaled_crop(x: torch.Tensor, short_side: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """What ``random_crop(short_side_resize(x, short_side), size)`` gives, a random ``size`` x
-    ``size`` window of the frames scaled to a ``short_side`` short side, drawn the same way (one
-    top and one left from the same generator), but computed by cutting the matching window out of
-    the unscaled frames and resizing only it (antialiased bilinear, uint8): the resize makes
-    size^2 pixels instead of the whole scaled frame's (1.7-2.7x fewer for 224 crops of frames
-    scaled to 256-320). The window's side and corner are rounded to whole source pixels, so the
-    result differs from resize-then-crop by a sub-pixel shift (at most half a source pixel) and a
-    scale off by at most half a pixel over the window."""
+def scaled_crop_window(height: int, width: int, short_side: int, size: int, generator: torch.Generator | None = None) -> tuple[int, int, int]:
+    """The square window ``(top, left, side)`` of a ``height`` x ``width`` frame that, resized to
+    ``size``, is :func:`random_scaled_crop`'s crop (drawn the same way: one top and one left from
+    ``generator``); ``side == size`` when the frame needs no scaling."""
     if short_side < size:
         raise ValueError(f"crop size {size} is larger than the frame scaled to a short side of {short_side}")
-    h, w = x.shape[-2:]
+    h, w = height, width
     short = min(h, w)
     # the scaled frame's size, as short_side_resize (torchvision: long side floored)
     sh, sw = (short_side, int(short_side * w / h)) if h <= w else (int(short_side * h / w), short_side)
     top = int(torch.randint(sh - size + 1, (1,), generator=generator))
     left = int(torch.randint(sw - size + 1, (1,), generator=generator))
     if short == short_side:
-        return x[..., top : top + size, left : left + size]
+        return top, left, size
     scale = short / short_side  # source pixels per scaled pixel
     side = min(max(1, round(size * scale)), h, w)
-    top, left = min(round(top * scale), h - side), min(round(left * scale), w - side)
-    window = x[..., top : top + side, left : left + side]
-    return window if side == size else TF.resize(window, [size, size], antialias=True)
+    return min(round(top * scale), h - side), min(round(left * scale), w - side), side
+
+
+def random_scaled_crop(x: torch.Tensor, short_side: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """What ``random_crop(short_side_resize(x, short_side), size)`` gives, a random ``size`` x
+    ``size`` window of the frames scaled to a ``short_side`` short side, drawn the same way (one
+    top and one left from the same generator), but computed by cutting the matching window out of
+    the unscaled frames (:func:`scaled_crop_window`) and resizing only it (antialiased bilinear,
+    uint8): the resize makes size^2 pixels instead of the whole scaled frame's (1.7-2.7x fewer for
+    224 crops of frames scaled to 256-320). The window's side and corner are rounded to whole
+    source pixels, so the result differs from resize-then-crop by a sub-pixel shift (at most half
+    a source pixel) and a scale off by at most half a pixel over the window."""
+    top, left, side = scaled_crop_window(x.shape[-2], x.shape[-1], short_side, size, generator)
+    return resize_square(x[..., top : top + side, left : left + side], size)
+
+
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[..., s, s] -> [..., size, size] (antialiased bilinear; uint8 in, uint8 out, on any
+    device); ``x`` itself when ``s == size``."""
+    return x if tuple(x.shape[-2:]) == (size, size) else TF.resize(x, [size, size], antialias=True)
+
+
+def finish_clips(windows: torch.Tensor, sides: Sequence[tuple[int, bool]], size: int) -> torch.Tensor:
+    """Train clips shipped unfinished -> uint8 [N, 3, T, size, size], on their device.
+
+    ``windows`` uint8 [N, T, size, size, 3]: clip i's crop window in the top-left ``s`` x ``s``
+    corner (``sides[i] = (s, flip)``), as decoded (channels last). Each window is resized to
+    ``size`` (:func:`resize_square`, the worker's resize: the same numbers on the CPU), flipped
+    when ``flip`` and laid out [3, T, size, size]: the clips the worker makes when it finishes
+    them itself."""
+    if windows.dtype != torch.uint8 or windows.ndim != 5 or windows.shape[-1] != 3 or windows.shape[0] != len(sides):
+        raise ValueError(f"expected uint8 windows [N, T, H, W, 3] with N = {len(sides)} sides, got {windows.dtype} {tuple(windows.shape)}")
+    n, t = windows.shape[:2]
+    out = torch.empty((n, 3, t, size, size), dtype=torch.uint8, device=windows.device)
+    for i, (side, flip) in enumerate(sides):
+        clip = resize_square(windows[i, :, :side, :side].permute(0, 3, 1, 2), size)  # [T, 3, size, size]
+        out[i].copy_((horizontal_flip(clip) if flip else clip).transpose(0, 1))
+    return out
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
