@@ -10,8 +10,9 @@ first use so that ``num_classes`` can be linked to the model.
 
 The data module builds its own samplers (the CLI sets ``use_distributed_sampler=False``):
 shuffled per-epoch train shares, unpadded eval shares (every video exactly once under DDP).
-Batches carry uint8 clips; ``on_after_batch_transfer`` normalises them on the device. The train
-loader is stateful (torchdata's ``StatefulDataLoader`` for files, LitData's
+Batches carry uint8 clips; ``on_after_batch_transfer`` normalises them on the device, and on an
+accelerator first finishes the train clips (resize, flip, layout; ``finish_on_device``). Workers
+send train batches in reused shared-memory slots (``pool_slots``). The train loader is stateful (torchdata's ``StatefulDataLoader`` for files, LitData's
 ``StreamingDataLoader`` for shards): Lightning saves its position in checkpoints, and a run
 resumed mid-epoch continues with the next batch, the augmentation included (each sample's
 random draws are seeded by (seed, epoch, video), see :mod:`videoattn.data.samplers`).
