@@ -28,7 +28,7 @@ drops it).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,6 @@ from videoattn.data.sampling import random_clip, uniform_clips
 from videoattn.data.transforms import (
     horizontal_flip,
     pack_pathways,
-    random_scaled_crop,
     resize_square,
     scaled_crop_window,
     short_side_resize,
@@ -127,8 +126,13 @@ class VideoClips:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return decode_frames(source, select, backend=self.backend, threads=self.decode_threads, info=info, name=name)  # [U, H, W, 3], [N]
 
-    def _train_clips(self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None) -> torch.Tensor:
-        """K random clips from one decode -> uint8 [K, 3, T, crop, crop]."""
+    def _train_draws(
+        self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None
+    ) -> Iterator[tuple[torch.Tensor, bool]]:
+        """K random clips from one decode: each clip's crop window, uint8 [T, side, side, 3] (its
+        frames gathered, the window cut from the unscaled frames, see
+        :func:`~videoattn.data.transforms.random_scaled_crop`), and whether it is flipped; drawn
+        in this order: the K clips' starts, then per clip its scale, corner and flip."""
         c = self.clip
         t, k = c.num_frames, c.clips_per_video
 
@@ -136,17 +140,24 @@ class VideoClips:
             tau = self._stride(fps)
             return np.concatenate([random_clip(n, t, tau, short_video=c.short_video, generator=g) for _ in range(k)])
 
-        frames, inverse = self._decode(source, info, name, select)
-        out = empty_for_transfer((k, 3, t, c.crop_size, c.crop_size), torch.uint8)  # [K, 3, T, crop, crop]
+        frames, inverse = self._decode(source, info, name, select)  # [U, H, W, 3], [K * T]
+        height, width = frames.shape[1:3]
         lo, hi = c.train_short_side
-        for i, clip_index in enumerate(inverse.view(k, t)):  # [T] indices into the unique frames
+        for clip_index in inverse.view(k, t):  # [T] indices into the unique frames
             size = int(torch.randint(lo, hi + 1, (1,), generator=g))
-            # index_select keeps the frames [T, H, W, 3] contiguous: ~20x faster than indexing, and
-            # the permuted view [T, 3, H, W] is channels-last, which the uint8 resize prefers
-            clip = random_scaled_crop(to_tchw(frames.index_select(0, clip_index)), size, c.crop_size, generator=g)  # [T, 3, crop, crop] uint8
-            if c.flip and bool(torch.rand((), generator=g) < 0.5):
-                clip = horizontal_flip(clip)
-            out[i].copy_(clip.transpose(0, 1))  # [T, 3, crop, crop] -> [3, T, crop, crop]
+            top, left, side = scaled_crop_window(height, width, size, c.crop_size, g)
+            # index_select keeps the window [T, side, side, 3] contiguous: its permuted view
+            # [T, 3, side, side] is channels-last, which the uint8 resize prefers
+            window = frames[:, top : top + side, left : left + side].index_select(0, clip_index)
+            yield window, c.flip and bool(torch.rand((), generator=g) < 0.5)
+
+    def _train_clips(self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None) -> torch.Tensor:
+        """K random clips from one decode -> uint8 [K, 3, T, crop, crop]."""
+        c = self.clip
+        out = empty_for_transfer((c.clips_per_video, 3, c.num_frames, c.crop_size, c.crop_size), torch.uint8)
+        for i, (window, flip) in enumerate(self._train_draws(source, info, name, g)):
+            clip = resize_square(to_tchw(window), c.crop_size)  # [T, 3, crop, crop]
+            out[i].copy_((horizontal_flip(clip) if flip else clip).transpose(0, 1))  # -> [3, T, crop, crop]
         return out
 
     def _train_windows(
@@ -156,22 +167,11 @@ class VideoClips:
         and (side, flip) each, drawn as :meth:`_train_clips` draws them. A window larger than the
         crop (frames scaled down) is resized here: shipping it would cost more than the resize."""
         c = self.clip
-        t, k, crop = c.num_frames, c.clips_per_video, c.crop_size
-
-        def select(n: int, fps: float) -> np.ndarray:
-            tau = self._stride(fps)
-            return np.concatenate([random_clip(n, t, tau, short_video=c.short_video, generator=g) for _ in range(k)])
-
-        frames, inverse = self._decode(source, info, name, select)  # [U, H, W, 3]
-        out = empty_for_transfer((k, t, crop, crop, 3), torch.uint8)
-        height, width = frames.shape[1:3]
-        lo, hi = c.train_short_side
+        crop = c.crop_size
+        out = empty_for_transfer((c.clips_per_video, c.num_frames, crop, crop, 3), torch.uint8)
         sides = []
-        for i, clip_index in enumerate(inverse.view(k, t)):
-            size = int(torch.randint(lo, hi + 1, (1,), generator=g))
-            top, left, side = scaled_crop_window(height, width, size, crop, g)
-            window = frames[:, top : top + side, left : left + side].index_select(0, clip_index)  # [T, side, side, 3]
-            flip = c.flip and bool(torch.rand((), generator=g) < 0.5)
+        for i, (window, flip) in enumerate(self._train_draws(source, info, name, g)):
+            side = window.shape[1]
             if side > crop:
                 window, side = resize_square(to_tchw(window), crop).permute(0, 2, 3, 1), crop
             out[i, :, :side, :side].copy_(window)
