@@ -5,8 +5,9 @@ torch's DataLoader gives every batch tensor a new shared-memory segment in the w
 zero-filled by the kernel page by page as it is written, unmapped after sending) and passes its
 file descriptor to the main process through a handshake per tensor (multiprocessing's
 resource sharer), which maps it again. Measured per 8x224x224 uint8 train clip on the 2-core CPU
-machine: 0.6 ms to create the segment, 0.4 ms of page faults writing it, and 1.3-1.8 ms of the
-worker's other threads (pickling, three handshakes, unmapping) against a 14 ms decode.
+machine: 0.45 ms to create the segment and 0.37 ms of page faults writing it (reused heap memory:
+0.03 ms), and per batch 0.9-1.0 ms in the queue's feeder thread and 0.6 ms in the resource
+sharer's (three tensors, three handshakes), against a 12-14 ms decode (docs/data.md).
 
 :class:`SlotPool` (one per worker, made at its first batch) holds ``slots`` fixed slots in ONE
 segment; a batch's clips are written into a free slot and travel as a :class:`SlotRef` (pool,
@@ -32,7 +33,7 @@ __all__ = ["InBand", "SlotPool", "SlotRef", "count_fallback", "fallbacks", "new_
 _ALIGN = 64  # bytes: each tensor of a slot starts on a cache line
 _FREE, _USED = 0, 1
 _POOLS: dict[str, torch.Tensor] = {}  # main process: pool key -> its segment (uint8), latest per (loader, worker)
-_STATE = {"pooled": False, "fallbacks": 0}  # this process: a worker that owns a pool; batches sent without a slot
+_STATE = {"pooled": 0, "fallbacks": 0}  # the pid of the worker that owns a pool (not its forks); batches sent without a slot
 
 Layout = list[tuple[int, torch.dtype, tuple[int, ...]]]  # (byte offset in the slot, dtype, shape) per tensor
 
@@ -40,7 +41,7 @@ Layout = list[tuple[int, torch.dtype, tuple[int, ...]]]  # (byte offset in the s
 def pooled_worker() -> bool:
     """True in a DataLoader worker whose batches travel in a pool's slots: its samples need not
     be in shared memory (the batch is copied into a slot anyway)."""
-    return _STATE["pooled"]
+    return _STATE["pooled"] == os.getpid()
 
 
 def fallbacks() -> int:
@@ -75,7 +76,7 @@ class SlotPool:
         self.header = _aligned(slots + 1)
         self.memory = torch.zeros(self.header + slots * self.slot_bytes, dtype=torch.uint8).share_memory_()
         self.state = self.memory[: slots + 1]  # [slots] states, then the registered flag
-        _STATE["pooled"] = True
+        _STATE["pooled"] = os.getpid()
 
     def layout(self, shapes: Sequence[tuple[torch.dtype, Sequence[int]]]) -> Layout | None:
         """Where tensors of these dtypes and shapes go in a slot; None if they do not fit."""
