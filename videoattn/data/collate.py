@@ -131,8 +131,6 @@ class VideoCollate:
         stack = self.mode not in ("train", "val")  # test: [B, V, C, T, H, W]; else [sum K, C, T, H, W]
         if out is None and len(tensors) == 1 and tensors[0].is_shared():  # already in shared memory: no copy
             return tensors[0].unsqueeze(0) if stack else tensors[0]
-        if out is None:
-            shape = self._shape(tensors)[1]
-            worker = torch.utils.data.get_worker_info() is not None
-            out = _shared_empty(shape, tensors[0].dtype) if worker else torch.empty(shape, dtype=tensors[0].dtype)
+        if out is None:  # (a pooled worker's fallback gets heap memory: torch's pickling moves it to shared memory)
+            out = empty_for_transfer(self._shape(tensors)[1], tensors[0].dtype)
         return torch.stack(tensors, out=out) if stack else torch.cat(tensors, out=out)
