@@ -12,7 +12,7 @@ belong to the Trainer.
 from __future__ import annotations
 
 import math
-import pickle
+import os
 from typing import Any, Literal
 
 import torch
@@ -24,7 +24,7 @@ from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from videoattn.aggregate import aggregate_views
-from videoattn.checkpoints import CheckpointError, unsafe_checkpoint
+from videoattn.checkpoints import CheckpointError, load_checkpoint
 from videoattn.callbacks import FreezeBackbone, NonFiniteLossError, PreciseBN, PredictionsCSV, StopOnNonFiniteLoss, VideoReport
 from videoattn.models.classifier import find_classifier
 from videoattn.optim import WarmupCosineLR, build_optimizer
@@ -281,12 +281,15 @@ class VideoClassifier(LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> VideoClassifier:  # type: ignore[override]
-        """Lightning's ``load_from_checkpoint``; a file that would run code when unpickled is refused
-        with one :class:`~videoattn.checkpoints.CheckpointError` line naming it."""
+        """Lightning's ``load_from_checkpoint``; a file that is not a checkpoint, is damaged, or would
+        run code when unpickled is refused with one :class:`~videoattn.checkpoints.CheckpointError`
+        line naming it and saying which."""
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        except pickle.UnpicklingError as err:
-            raise unsafe_checkpoint("load_from_checkpoint", checkpoint_path, err) from None
+        except Exception:
+            if isinstance(checkpoint_path, (str, os.PathLike)) and os.path.isfile(checkpoint_path):
+                load_checkpoint(checkpoint_path, what="load_from_checkpoint")  # raises CheckpointError if the file is at fault
+            raise
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["classes"] = self.classes  # also in hyper_parameters; kept at the top for tools

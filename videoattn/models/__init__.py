@@ -15,6 +15,7 @@ from videoattn.models import lr_resnet as _lr_resnet  # noqa: F401  (registers c
 from videoattn.models import presets as _presets  # noqa: F401  (registers the presets)
 from videoattn.models.backbones import VideoNet, res_stage_paths
 from videoattn.models.classifier import find_classifier
+from videoattn.models.from_checkpoint import classifier_from_checkpoint
 from videoattn.models.insert import Inserted, insert_blocks, match_paths
 from videoattn.models.presets import PRESETS, Placement, apply_placement, placement_paths
 from videoattn.models.registry import ModelEntry, get_model_entry, list_models, register_model
@@ -22,7 +23,7 @@ from videoattn.models.weights import LoadReport, inflate_weight, load_weights, r
 
 __all__ = [
     "create_model", "list_models", "register_model", "get_model_entry", "ModelEntry",
-    "find_classifier", "insert_blocks", "match_paths", "Inserted", "load_weights", "read_checkpoint", "inflate_weight",
+    "find_classifier", "classifier_from_checkpoint", "insert_blocks", "match_paths", "Inserted", "load_weights", "read_checkpoint", "inflate_weight",
     "LoadReport", "PRESETS", "Placement", "apply_placement", "placement_paths", "VideoNet", "res_stage_paths",
 ]
 

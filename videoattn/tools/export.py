@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from videoattn.checkpoints import classifier_from_checkpoint
+    from videoattn.models.from_checkpoint import classifier_from_checkpoint
 
     try:
         model, info = classifier_from_checkpoint(args.checkpoint, args.model, what="CKPT")

@@ -24,8 +24,8 @@ KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
 def load_classifier(checkpoint: str | Path, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a videoattn/Lightning checkpoint in eval mode and the data module's
-    hyperparameters (see :func:`videoattn.checkpoints.classifier_from_checkpoint`)."""
-    from videoattn.checkpoints import classifier_from_checkpoint
+    hyperparameters (see :func:`videoattn.models.classifier_from_checkpoint`)."""
+    from videoattn.models.from_checkpoint import classifier_from_checkpoint
 
     return classifier_from_checkpoint(checkpoint, model, what="--checkpoint")
 
