@@ -122,3 +122,48 @@ def test_inserted_model_copies_and_round_trips(r3d: nn.Module) -> None:
     fresh = insert_blocks(torchvision.models.video.r3d_18(num_classes=10), "nl", "layer3.1")[0]
     fresh.load_state_dict(r3d.state_dict())  # strict: same keys
     torch.testing.assert_close(run(fresh, X), run(r3d, X))
+
+
+def _host(name: str) -> tuple[nn.Module, str, str, torch.Tensor]:
+    """A model, the residual block NL goes after, the pattern GC goes inside, and an input."""
+    torch.manual_seed(0)
+    if name == "r3d_18":
+        return pretend_pretrained(torchvision.models.video.r3d_18(num_classes=10)), "layer3.1", "layer3.*", X
+    from videoattn.models import create_model
+
+    model = pretend_pretrained(create_model("i3d_tiny", num_classes=3))
+    return model, "blocks.3.res_blocks.0", "blocks.3.res_blocks.*", torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("host", ["r3d_18", "i3d_tiny"])
+def test_inside_finds_the_hosts_residual_branch_whatever_was_inserted_before(host: str) -> None:
+    """NL after a residual block, then GC inside the blocks, or GC first then NL: the same model.
+    The NL block's own norm is not a residual branch of the host: GC never goes inside NL."""
+    nl_first, after, inside, x = _host(host)
+    insert_blocks(nl_first, "nl", after)
+    _, gc_paths = insert_blocks(nl_first, "gc", inside, position="inside")
+    gc_first, _, _, _ = _host(host)
+    _, gc_paths_first = insert_blocks(gc_first, "gc", inside, position="inside")
+    insert_blocks(gc_first, "nl", after)
+
+    def placed(model: nn.Module) -> dict[str, str]:
+        return {path: type(m).__name__ for path, m in model.named_modules() if isinstance(m, (NonLocal3d, GlobalContext3d))}
+
+    assert placed(nl_first) == placed(gc_first)
+    assert not any(path.startswith(f"{after}.block.") for path in placed(nl_first))  # nothing inside the NL block
+    assert all(nl_first.get_submodule(p).module.__class__.__name__.startswith("BatchNorm") for p in gc_paths)  # after the host's norm
+    assert len(gc_paths) == len(gc_paths_first) and gc_paths[-1 if host == "i3d_tiny" else 1].startswith(f"{after}.module.")
+    assert list(nl_first.state_dict()) == list(gc_first.state_dict())
+    for block in blocks_of(nl_first).values():
+        wake(block)
+    gc_first.load_state_dict(nl_first.state_dict())
+    torch.testing.assert_close(run(gc_first, x), run(nl_first, x))
+
+
+def test_inside_twice_puts_the_second_block_after_the_first(r3d: nn.Module) -> None:
+    """GC inside, then SE inside the same residual blocks: norm -> GC -> SE, both on the branch."""
+    _, gc_paths = insert_blocks(r3d, "gc", "layer3.*", position="inside")
+    _, se_paths = insert_blocks(r3d, "se", "layer3.*", position="inside")
+    assert gc_paths == se_paths == ["layer3.0.conv2.1", "layer3.1.conv2.1"]
+    outer = r3d.get_submodule("layer3.1.conv2.1")
+    assert isinstance(outer.block, SqueezeExcite3d) and isinstance(outer.module, Inserted) and isinstance(outer.module.block, GlobalContext3d)

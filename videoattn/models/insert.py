@@ -82,17 +82,26 @@ def out_channels(module: nn.Module) -> int:
 
 
 def _residual_branch_end(block: nn.Module, path: str) -> str:
-    """Path (relative to ``block``) of the last norm layer of its residual branch."""
+    """Path (relative to ``block``) of the last norm layer of its residual branch, as the host
+    model defines it: blocks inserted before (the ``block`` of an :class:`Inserted`) are not
+    residual branches of the host and are skipped. A norm already followed by inserted blocks is
+    given as its outermost wrapper, so that a new block comes after them."""
+    inserted = [f"{name}.block" if name else "block" for name, m in block.named_modules() if isinstance(m, Inserted)]
     candidates = [
         name for name, m in block.named_modules()
-        if name and isinstance(m, _NORMS) and not any(seg in SHORTCUT_NAMES for seg in name.split("."))
+        if name and isinstance(m, _NORMS)
+        and not any(seg in SHORTCUT_NAMES for seg in name.split("."))
+        and not any(name == p or name.startswith(p + ".") for p in inserted)
     ]
     if not candidates:
         raise ValueError(
             f"position='inside': {path!r} ({type(block).__name__}) has no norm layer in a residual branch; "
             "use position='after' or point at the module directly"
         )
-    return candidates[-1]
+    end = candidates[-1]
+    while end.endswith(".module") and isinstance(block.get_submodule(end[: -len(".module")]), Inserted):
+        end = end[: -len(".module")]  # norm -> the Inserted wrapping it (-> the one wrapping that ...)
+    return end
 
 
 def insert_blocks(
@@ -113,7 +122,8 @@ def insert_blocks(
             (``"blocks.3.res_blocks.*"``, ``"layer3.1"``).
         position: ``"after"`` the matched module, or ``"inside"`` a matched residual block, after
             the last norm layer of its residual branch (skipping children named as shortcuts:
-            ``downsample``, ``shortcut``, ``branch1_*``), i.e. before the addition.
+            ``downsample``, ``shortcut``, ``branch1_*``, and blocks inserted before), i.e. before
+            the addition; after the blocks already inserted there, if any.
         block_kwargs: passed to the block; ``in_channels`` is inferred unless given.
 
     Returns:
