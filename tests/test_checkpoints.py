@@ -147,10 +147,10 @@ def _entry_points(tmp_path: Path) -> dict[str, Callable[[Path], list[str]]]:
     """entry point -> the command (argv of `videoattn`) that reads ``ckpt`` through it."""
     video = tmp_path / "clip.mp4"
     return {
-        "--ckpt_path": lambda ckpt: ["predict", "--config", str(_fit_config(tmp_path)), "--ckpt_path", str(ckpt), "--data.predict", str(video)],
+        "--ckpt_path": lambda ckpt: ["predict", "--ckpt_path", str(ckpt), "--data.predict", str(video)],
         "--model.weights": lambda ckpt: ["fit", "--config", str(_fit_config(tmp_path)), "--model.weights", str(ckpt)],
-        "export": lambda ckpt: ["export", str(ckpt), "--out", str(tmp_path / "m.onnx")],
-        "visualize": lambda ckpt: ["visualize", "--checkpoint", str(ckpt), "--video", str(video), "--out", str(tmp_path / "maps")],
+        "export": lambda ckpt: ["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "m.onnx")],
+        "visualize": lambda ckpt: ["visualize", "--ckpt_path", str(ckpt), "--video", str(video), "--out", str(tmp_path / "maps")],
     }
 
 

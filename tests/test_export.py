@@ -117,7 +117,7 @@ def test_bad_arguments_end_in_one_line_naming_them(tmp_path: Path, capsys: pytes
     line = _one_error_line(capsys, [str(ckpt), "--frames", "6"])
     assert line.startswith("videoattn export: error: --frames: 6 frames") and "alpha 4" in line
     assert "argument --size: expected a positive integer, got '0'" in _one_error_line(capsys, [str(ckpt), "--size", "0"])
-    assert "the following arguments are required: CKPT" in _one_error_line(capsys, [])
+    assert "the checkpoint is required: --ckpt_path CKPT (or CKPT)" in _one_error_line(capsys, [])
     bare = tmp_path / "bare.pt"
     torch.save(create_model("i3d_tiny", num_classes=3).state_dict(), bare)
     with pytest.raises(SystemExit) as exit_:  # not a SlowFast state dict: the loader lists the keys

@@ -330,3 +330,104 @@ def test_an_old_checkpoint_with_run_options_in_its_hyperparameters(trained: tupl
     cli = cli_main(["test", "--config", str(cfg), "--ckpt_path", str(tmp_path / "old.ckpt"), "--model.predictions_csv", str(out)])
     assert out.is_file() and not (tmp_path / "stale.csv").exists()
     assert cli.model.hparams.test_aggregate == "mean"  # the config's, not the checkpoint's
+
+
+# ------------------------------------------------------------ a checkpoint and a file, nothing else
+def test_predict_needs_only_the_checkpoint_and_the_file(trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """`videoattn predict --ckpt_path CKPT --data.predict VIDEO`: the data module, its clip settings and
+    the class names come from the checkpoint; the file is found from the current folder; the scores
+    are those of a predict run given the training config."""
+    from videoattn.cli import main
+
+    cfg, run = trained
+    ckpt = run / "checkpoints" / "last.ckpt"
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    write_video(here / "mine.mp4", moving_square_frames(16, 32, 40, seed=30))
+    monkeypatch.chdir(here)
+    main(["predict", "--ckpt_path", str(ckpt), "--data.predict", "mine.mp4", "--model.predictions_csv", str(tmp_path / "alone.csv")])
+    printed = capsys.readouterr().out
+    assert "predict: 1 videos evaluated, 0 skipped" in printed and "mine.mp4: " in printed
+    cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(ckpt), "--data.predict", str(here / "mine.mp4"),
+              "--model.predictions_csv", str(tmp_path / "with_config.csv")])
+    alone, with_config = (list(csv.DictReader((tmp_path / f).open())) for f in ("alone.csv", "with_config.csv"))
+    assert [(r["class_1"], r["score_1"], r["score_3"]) for r in alone] == [(r["class_1"], r["score_1"], r["score_3"]) for r in with_config]
+    assert sorted(p.name for p in here.iterdir()) == ["mine.mp4"]  # no config.yaml, no logs/ in the user's folder
+    # the README's command: with configs/demo.yaml (the relations recipe: its data root need not exist)
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    main(["predict", "--config", str(demo), "--ckpt_path", str(ckpt), "--data.predict", "mine.mp4", "--data.num_workers", "0"])
+    assert "predict: 1 videos evaluated, 0 skipped" in capsys.readouterr().out
+
+
+def test_predict_console(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """As a user sees it (a subprocess): no "dirpath has changed" warning, no logger tip, the
+    progress bar before the results, the results last."""
+    import subprocess
+    import sys
+
+    _, run = trained
+    write_video(tmp_path / "mine.mp4", moving_square_frames(16, 32, 40, seed=31))
+    done = subprocess.run([sys.executable, "-m", "videoattn.cli", "predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                           "--data.predict", "mine.mp4", "--data.num_workers", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "dirpath has changed" not in out and "Tip:" not in out and "litlogger" not in out and "callbacks used to create the checkpoint" not in out
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    bar = max(i for i, line in enumerate(lines) if "Predicting" in line)
+    result = next(i for i, line in enumerate(lines) if line.startswith("predict: 1 videos evaluated"))
+    assert bar < result and lines[-1].lstrip().startswith("mine.mp4: "), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4"]
+
+
+def test_evaluation_from_a_checkpoint_takes_its_data_module(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`videoattn test --ckpt_path CKPT --data.root R --data.test LIST`: no config."""
+    _, run = trained
+    data = make_dataset(tmp_path / "data", num_videos=3)
+    cli = cli_main(["test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.root", str(data), "--data.test", "list.txt",
+                    "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert type(cli.datamodule).__name__ == "KineticsDataModule" and cli.datamodule.classes == list(CLASSES)
+    assert cli.datamodule.clip.test_views == (2, 3) and cli.datamodule.clip.crop_size == 32  # the training run's clip settings
+    assert "3 videos evaluated, 0 skipped" in capsys.readouterr().out
+
+
+def test_the_model_summary_has_no_flops_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Lightning printed "Total FLOPs: 0" at every fit (it counts only through an example input)."""
+    data = make_dataset(tmp_path / "data", num_videos=4)
+    cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run")
+    cli_main(["fit", "--config", str(cfg), "--trainer.enable_model_summary", "true", "--trainer.limit_train_batches", "1",
+              "--trainer.limit_val_batches", "1"])
+    out = capsys.readouterr().out
+    assert "Total params" in out and "backbone" in out  # the summary is printed
+    assert "FLOPs" not in out and "Trainer already configured with model summary" not in out
+
+
+# ------------------------------------------------------------------ the documented commands
+def test_the_fine_tuning_example_of_the_docs_runs(tmp_path: Path) -> None:
+    """docs/training.md's complete fine-tuning example, run as written by bash in a fresh folder,
+    made small: 10 videos per class instead of 500, and each fit 1 epoch of 2 batches without
+    DataLoader workers (flags added at the end of its line, where later flags win)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "training.md").read_text()
+    block = text.split("A complete example on this repository's synthetic data")[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.replace("--videos-per-class 500", "--videos-per-class 10")
+        if line.startswith(("videoattn fit", "videoattn test")):
+            line += " --trainer.max_epochs 1 --trainer.limit_train_batches 2 --data.num_workers 0"
+        lines.append(line)
+    (tmp_path / "configs").symlink_to(root / "configs")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tuned = torch.load(tmp_path / "runs" / "ft" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert tuned["classes"] == ["same_colour", "different_colour"] and tuned["hyper_parameters"]["backbone"] == "i3d_probe_nl"
+    demo = torch.load(tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt", weights_only=True)
+    frozen = [k for k, v in demo["state_dict"].items() if "blocks.1." in k and k.endswith("weight")]
+    assert frozen and all(torch.equal(demo["state_dict"][k], tuned["state_dict"][k]) for k in frozen)  # the backbone was frozen
+    assert "test: 2 videos evaluated, 0 skipped" in done.stdout

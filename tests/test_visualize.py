@@ -106,7 +106,7 @@ def test_cli_writes_pngs(tmp_path: Path, make_video: Callable[..., Path], capsys
 def test_cli_bad_arguments(tmp_path: Path, make_video: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
     video = make_video("clip.mp4", num_frames=8)
     assert visualize_main(["--checkpoint", str(tmp_path / "none.ckpt"), "--video", str(video), "--out", str(tmp_path)]) == 2
-    assert "--checkpoint: no such checkpoint file" in capsys.readouterr().out
+    assert "--ckpt_path: no such checkpoint file" in capsys.readouterr().out
     ckpt = _checkpoint(tmp_path / "m.ckpt", "i3d_tiny_nl")
     assert visualize_main(["--checkpoint", str(ckpt), "--video", str(video), "--out", str(tmp_path), "--query", "2,0,0"]) == 2
     assert "--query must be three fractions" in capsys.readouterr().out

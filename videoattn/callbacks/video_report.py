@@ -41,6 +41,7 @@ class VideoReport(Callback):
         self._local_skipped: list[dict[str, Any]] = []
         self.videos = 0
         self.skipped: list[dict[str, Any]] = []
+        self._lines: list[str] = []  # the report, printed at teardown
 
     # ------------------------------------------------------------------- training
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -97,6 +98,13 @@ class VideoReport(Callback):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._report(trainer, "predict")
 
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # printed last: after the progress bar has stopped (Lightning stops it in its own teardown,
+        # which comes first), so that the results are not drawn above the bar's last frame
+        if self._lines:
+            print("\n".join(self._lines), flush=True)
+            self._lines = []
+
     def _report(self, trainer: Trainer, stage: str) -> None:
         everyone = all_gather_objects((self._local_videos, self._local_skipped, self._shown))
         self.videos = sum(videos for videos, _, _ in everyone)
@@ -118,4 +126,4 @@ class VideoReport(Callback):
         if stage == "predict" and self.videos > len(shown):
             lines.append(f"  ... {self.videos - len(shown)} more: pass --model.predictions_csv FILE for every video")
         lines += [f"  skipped {s.get('path')}: {s.get('reason', '')}" for s in self.skipped]
-        print("\n".join(lines), flush=True)
+        self._lines = lines

@@ -19,6 +19,7 @@ random draws are seeded by (seed, epoch, video), see :mod:`videoattn.data.sample
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import warnings
@@ -26,6 +27,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from videoattn.data.annotations import VIDEO_EXTENSIONS, VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
@@ -242,15 +244,34 @@ class KineticsDataModule(L.LightningDataModule):
             self.label_maps[split] = None if names == self.classes else [index.get(name, -1) for name in names]
         return self.label_maps[split]
 
+    def _predict_source(self, source: str) -> str:
+        """The predict source as given, or made absolute when it is not found under ``root`` but is
+        relative to the current folder (a video, folder, glob or list named on the command line:
+        `videoattn predict --ckpt_path CKPT --data.predict my_video.mp4` with any config)."""
+        text = os.path.expanduser(source)
+        if os.path.isabs(text):
+            return source
+        if any(ch in text for ch in "*?["):
+            found = lambda pattern: bool(glob.glob(pattern, recursive=True))  # noqa: E731
+        else:
+            found = os.path.exists
+        return os.path.abspath(text) if not found(os.path.join(self.root, text)) and found(text) else source
+
     def _raw(self, split: str) -> list[Any]:
         source = self.sources[split]
+        if split == "predict":
+            source = self._predict_source(source)
         # root is where lists and their videos are found; an absolute video, folder or glob to
         # predict on needs none (`videoattn predict --data.predict /x/y.mp4` with any config)
         absolute_videos = split == "predict" and os.path.isabs(os.path.expanduser(source)) and not _is_list_file(source)
         if not os.path.isdir(self.root) and not absolute_videos:
             raise ValueError(f"root {self.root!r} is not a directory (the {split} source {source!r} and its videos are read relative to it)")
         if split == "predict":
-            return read_predict_source(source, self.root)
+            raw = read_predict_source(source, self.root)
+            if _is_list_file(_under_root(self.root, source)):
+                rank_zero_info(f"predict: {source} is read as a list of videos (one path per line, a label optional; "
+                               f"paths relative to {os.path.abspath(self.root)}): {len(raw)} videos")
+            return raw
         return read_raw_annotations(source, self.root)
 
     def _dataset(self, split: str) -> VideoClipDataset:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "KINETICS_MEAN",
@@ -50,6 +49,8 @@ def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     # Long side floor(long * size / short), as PySlowFast. Decoded frames permuted to [T, 3, H, W]
     # are channels-last in memory, which the uint8 antialiased kernel resizes ~2x faster than
     # channels-first: do not make them contiguous.
+    from torchvision.transforms.v2 import functional as TF  # here: importing torchvision costs ~1 s (torch._dynamo)
+
     return TF.resize(x, size, antialias=True)
 
 
@@ -103,6 +104,8 @@ def random_scaled_crop(x: torch.Tensor, short_side: int, size: int, generator: t
 def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
     """[..., s, s] -> [..., size, size] (antialiased bilinear; uint8 in, uint8 out, on any
     device); ``x`` itself when ``s == size``."""
+    from torchvision.transforms.v2 import functional as TF
+
     return x if tuple(x.shape[-2:]) == (size, size) else TF.resize(x, [size, size], antialias=True)
 
 

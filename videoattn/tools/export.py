@@ -1,5 +1,5 @@
-"""`videoattn export CKPT --out model.onnx [--frames T] [--size S] [--format onnx|torch]`: a trained
-classifier as an ONNX model (``torch.onnx.export(..., dynamo=True)``) or a ``torch.export``
+"""`videoattn export --ckpt_path CKPT --out model.onnx [--frames T] [--size S] [--format onnx|torch]`
+(or `videoattn export CKPT ...`): a trained classifier as an ONNX model (``torch.onnx.export(..., dynamo=True)``) or a ``torch.export``
 program (``.pt2``, ``torch.export.save``), with a dynamic batch size. SlowFast takes its two
 pathways as two inputs, ``slow`` (T / alpha frames) and ``fast`` (T frames).
 
@@ -110,7 +110,8 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="videoattn export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", metavar="CKPT", help="a videoattn/Lightning checkpoint (or a bare state dict with --model)")
+    parser.add_argument("checkpoint", metavar="CKPT", nargs="?", help="a videoattn/Lightning checkpoint (or a bare state dict with --model)")
+    parser.add_argument("--ckpt_path", help="the checkpoint, as the other subcommands name it (the same as CKPT)")
     parser.add_argument("--out", help="output file (default: CKPT with the suffix .onnx or .pt2)")
     parser.add_argument("--format", default="onnx", choices=list(FORMATS), help="onnx (default) or torch (torch.export, .pt2)")
     parser.add_argument("--frames", type=_positive, help="clip length T (SlowFast: the fast pathway's); default: the checkpoint's")
@@ -122,10 +123,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.checkpoint and args.ckpt_path and args.checkpoint != args.ckpt_path:
+        parser.error(f"two checkpoints given: CKPT {args.checkpoint} and --ckpt_path {args.ckpt_path}")
+    args.checkpoint = args.checkpoint or args.ckpt_path
+    if not args.checkpoint:
+        parser.error("the checkpoint is required: --ckpt_path CKPT (or CKPT)")
     from videoattn.models.from_checkpoint import classifier_from_checkpoint
 
     try:
-        model, info = classifier_from_checkpoint(args.checkpoint, args.model, what="CKPT")
+        model, info = classifier_from_checkpoint(args.checkpoint, args.model, what="--ckpt_path" if args.ckpt_path else "CKPT")
         shapes = clip_shapes(model, info, frames=args.frames, size=args.size, model_name=args.model)
         if args.format == "onnx":
             import onnxruntime  # noqa: F401  (checked before the export, which takes a while)

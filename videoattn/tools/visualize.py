@@ -1,4 +1,4 @@
-"""`videoattn visualize --checkpoint CKPT --video PATH --out DIR`: run a trained model on one clip
+"""`videoattn visualize --ckpt_path CKPT --video PATH --out DIR` (``--checkpoint`` is the same): run a trained model on one clip
 and write, for every Non-local block, the attention of a chosen query position over all the
 clip's frames, and for every Global Context block its query-independent attention map, as
 PNGs: the clip's frames on top, the same frames with the attention as a heat map below.
@@ -27,7 +27,7 @@ def load_classifier(checkpoint: str | Path, model: str | None = None) -> tuple[n
     hyperparameters (see :func:`videoattn.models.classifier_from_checkpoint`)."""
     from videoattn.models.from_checkpoint import classifier_from_checkpoint
 
-    return classifier_from_checkpoint(checkpoint, model, what="--checkpoint")
+    return classifier_from_checkpoint(checkpoint, model, what="--ckpt_path")
 
 
 def load_clip(
@@ -108,7 +108,7 @@ def render_attention(frames: np.ndarray, amap: AttentionMap, *, query: Sequence[
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="videoattn visualize", description="Write PNGs of the NL and GC attention maps of a checkpoint on one video.")
-    p.add_argument("--checkpoint", required=True, help="videoattn/Lightning checkpoint (.ckpt)")
+    p.add_argument("--ckpt_path", "--checkpoint", dest="checkpoint", metavar="CKPT", required=True, help="videoattn/Lightning checkpoint (.ckpt)")
     p.add_argument("--video", required=True, help="video file")
     p.add_argument("--out", required=True, help="output folder for the PNGs")
     p.add_argument("--model", help="model name, for checkpoints that do not record it")
