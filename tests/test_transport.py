@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import time
 from multiprocessing.reduction import ForkingPickler
 
 import pytest
@@ -98,3 +99,102 @@ def test_only_train_batches_of_workers_are_pooled() -> None:
     assert VideoCollate("test").pool_slots == 0 and VideoCollate("train", pool_slots=0).pool_slots == 0
     with pytest.raises(ValueError, match="pool_slots must be >= 0"):
         VideoCollate("train", pool_slots=-1)
+
+
+def _shm_mapped() -> int:
+    """Bytes of shared-memory segments (torch's /dev/shm/torch_*) mapped in this process."""
+    total = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 6 and fields[5].startswith("/dev/shm/"):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                total += end - start
+    return total
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["DataLoader", "StatefulDataLoader"])
+def test_the_pools_of_a_loader_thrown_away_are_freed(stateful: bool) -> None:
+    """Train loaders made, used for a few batches and thrown away, 12 times (PreciseBN makes one
+    before every validation): the main process keeps the pools of none of them, and maps no more
+    shared memory than one loader's pools (2 workers x 2 slots), not 12 loaders' worth."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    cls = StatefulDataLoader if stateful else DataLoader
+    one_loader = 2 * 2 * transport.slot_bytes([(torch.uint8, (2, 3, 4, 16, 16))]) + 2 * 4096
+    gc.collect()
+    start, before = _shm_mapped(), set(transport._POOLS)
+    for _ in range(12):
+        loader = cls(Clips(16), batch_size=2, num_workers=2, collate_fn=VideoCollate("train", pool_slots=2))
+        for i, batch in enumerate(loader):
+            assert batch["video"].shape == (2, 3, 4, 16, 16)
+            if i == 3:
+                break
+        del batch, loader
+        gc.collect()
+    assert set(transport._POOLS) == before, list(transport._POOLS)
+    assert _shm_mapped() - start <= one_loader, (_shm_mapped() - start, one_loader)
+
+
+def _hammering_worker(queue, answers, cycles: int, slots: int) -> None:  # noqa: ANN001 - multiprocessing queues
+    """The worker side: acquire a slot (spinning while all are held), stamp it with the cycle's
+    number, send its reference; at the end, report whether every slot came back free."""
+    pool = transport.SlotPool(transport.new_pool_key("hammer", 0), slots=slots, slot_bytes=transport.slot_bytes([(torch.int64, (16,))]))
+    layout = pool.layout([(torch.int64, (16,))])
+    full, deadline = 0, time.monotonic() + 120
+    for i in range(cycles):
+        while (slot := pool.acquire()) is None:
+            full += 1
+            if full % 10_000 == 0 and time.monotonic() > deadline:
+                queue.put(None)  # a slot never came back: the main process finds `received` short
+                return
+        pool.views(slot, layout)[0].fill_(i)
+        queue.put(pool.ref(slot, layout, single=True))
+    queue.put(None)
+    answers.get()  # the main process has let every batch go
+    answers.put((full, [int(s) for s in pool.state[:slots]]))
+
+
+def test_slot_states_hold_under_two_processes_hammering_them() -> None:
+    """8,000 batches through 3 slots: the worker marks slots used, the main process frees them
+    when it lets a batch go (holding 0 to 3 at a time, so the worker also finds the pool full).
+    No slot is handed out while the main process holds it (every held batch keeps its stamp, and
+    no two held batches share an address), none is lost (all free at the end), and each batch
+    arrives once, in order."""
+    import collections
+    import multiprocessing as mp
+    import random
+
+    ctx = mp.get_context("fork")
+    queue, answers = ctx.Queue(), ctx.Queue()
+    cycles, slots = 8_000, 3
+    worker = ctx.Process(target=_hammering_worker, args=(queue, answers, cycles, slots))
+    worker.start()
+    rng = random.Random(0)
+    held: collections.deque = collections.deque()
+    received = 0
+    try:
+        while (batch := queue.get(timeout=60)) is not None:
+            assert int(batch[0]) == received and bool((batch == received).all())  # in order, written before it was sent
+            assert batch.data_ptr() not in {b.data_ptr() for _, b in held}, "a slot the main process holds was handed out again"
+            held.append((received, batch))
+            received += 1
+            keep = rng.randint(0, slots)
+            if keep == slots == len(held):  # all held: the worker spins on a full pool until one is let go
+                time.sleep(0.0002)
+                keep -= 1
+            while len(held) > keep:
+                stamp, old = held.popleft()
+                assert bool((old == stamp).all()), "a held batch was overwritten"
+                del old
+        assert all(bool((old == stamp).all()) for stamp, old in held)
+        held.clear()  # the last views: every slot is free now
+        gc.collect()
+        answers.put("released")
+        full, states = answers.get(timeout=60)
+    finally:
+        worker.join(timeout=60)
+        if worker.is_alive():
+            worker.kill()
+    assert received == cycles and states == [0] * slots  # nothing lost
+    assert full > 0  # the worker found every slot held, and waited for the main process to free one

@@ -218,7 +218,7 @@ def _nearest(option: str, choices: list[str]) -> str | None:
 def explain_error(message: str, parser: Any) -> str:
     """jsonargparse's error ``message`` made one line, with the nearest option of ``parser`` for an
     unknown one ("did you mean ...?")."""
-    if m := re.match(r"unrecognized arguments: (.*)", message, flags=re.S):
+    if (m := re.match(r"unrecognized arguments: (.*)", message, flags=re.S)) and parser is not None:
         options = _options(parser)
         unknown = [a.split("=", 1)[0] for a in m.group(1).split() if a.startswith("--")]
         hints = [f"{a}: did you mean {near}?" for a in unknown if (near := _nearest(a, options))]
@@ -241,9 +241,10 @@ def explain_error(message: str, parser: Any) -> str:
     if "Does not validate against any of the Union subtypes" in message:
         key = re.search(r'Parser key "([^"]+)"', message)
         given = re.search(r"Given value: (.*)", message)
-        errors = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")]
-        return (f"--{key.group(1) if key else '?'}: {given.group(1).strip() if given else 'the value'} is not accepted: "
-                + "; ".join(errors))
+        errors = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+        if key is None:  # a value refused when its class was made: the refusal says it
+            return "; ".join(errors) or " ".join(message.split())
+        return f"--{key.group(1)}: {given.group(1).strip() if given else 'the value'} is not accepted: " + "; ".join(errors)
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     return " ".join(lines[:4])
 
@@ -393,7 +394,7 @@ class VideoCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as err:
-            _fail(self.subcommand, str(err))
+            _fail(self.subcommand, explain_error(str(err), None))
 
     def _section(self, key: str) -> Any:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

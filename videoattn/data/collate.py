@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from typing import Any, Sequence
 
 import torch
@@ -62,6 +63,8 @@ class VideoCollate:
         self.pool_slots = pool_slots if mode == "train" else 0
         self.key = uuid.uuid4().hex  # this loader's, shared by its workers
         self._pool: transport.SlotPool | None = None  # a worker's own, made at its first batch
+        if self.pool_slots:  # the main process forgets this loader's pools with it (PreciseBN makes one per validation)
+            weakref.finalize(self, transport.forget_pools, self.key)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_pool": None}  # a spawned worker makes its own

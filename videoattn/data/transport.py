@@ -16,7 +16,18 @@ process learns the segment from the first batches (sent with them until it says 
 turns a SlotRef into tensors that view the slot; the slot is marked free when the last of them
 is freed (their storage holds the array the finalizer watches), so a batch the main process
 keeps stays intact whatever comes after. With no free slot (batches held longer than the pool
-covers) the worker falls back to a new segment per batch, as torch does.
+covers) the worker falls back to a new segment per batch, as torch does. The main process forgets
+a loader's pools when its collate function dies with the loader (:func:`forget_pools`): a segment
+stays mapped only while the loader lives or a batch still views it (a loader made and thrown away
+before every validation, as PreciseBN does, used to keep its pools mapped until the process ended).
+
+The slot states need no lock: each byte has one writer per transition. Only the worker that owns
+the pool marks a slot in use (free -> used, in :meth:`SlotPool.acquire`, before it writes the
+batch), and only the main process marks it free (used -> free, when the last view of the batch it
+received dies); the worker never writes a slot it has not just marked used, the main process never
+frees a slot it has not received. The worker's writes of the batch reach the main process before
+the reference does (it travels through a pipe, a system call on both sides), and the main process
+frees the slot only after its last read of it. tests/test_transport.py hammers it from two processes.
 """
 from __future__ import annotations
 
@@ -28,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["InBand", "SlotPool", "SlotRef", "count_fallback", "fallbacks", "new_pool_key", "pooled_worker", "slot_bytes"]
+__all__ = ["InBand", "SlotPool", "SlotRef", "count_fallback", "fallbacks", "forget_pools", "new_pool_key", "pooled_worker", "slot_bytes"]
 
 _ALIGN = 64  # bytes: each tensor of a slot starts on a cache line
 _FREE, _USED = 0, 1
@@ -150,6 +161,13 @@ class InBand:
 
     def __reduce__(self) -> tuple[Any, tuple]:
         return torch.from_numpy, (self.array,)
+
+
+def forget_pools(loader_key: str) -> None:
+    """Main process: drop the pools of loader ``loader_key`` (its collate function is gone). Their
+    segments are unmapped once no batch views them any more."""
+    for key in [k for k in _POOLS if k.split("/", 1)[0] == loader_key]:
+        del _POOLS[key]
 
 
 def new_pool_key(loader_key: str, worker_id: int) -> str:
