@@ -113,7 +113,9 @@ def test_unreadable_test_videos_are_reported_not_fatal(tmp_path: Path, capsys: p
     data = make_dataset(tmp_path / "data", num_videos=4, bad=(2,))
     cfg = write_config(tmp_path / "cfg.yaml", data, tmp_path / "run")
     cli = cli_main(["test", "--config", str(cfg), "--model.predictions_csv", str(tmp_path / "p.csv")])
-    assert [int(r["video_index"]) for r in csv.DictReader((tmp_path / "p.csv").open())] == [0, 1, 3]
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [int(r["video_index"]) for r in rows] == [0, 1, 2, 3]  # the unreadable one too, with its reason
+    assert rows[2]["pred"] == "" and rows[2]["note"].startswith("unreadable: ") and "v2.mp4" in rows[2]["video"]
     assert cli.trainer.callback_metrics["test/videos"] == 3
     out = capsys.readouterr().out
     assert "3 videos evaluated, 1 skipped" in out and "v2.mp4" in out
@@ -257,7 +259,8 @@ def test_predict_on_a_folder_and_one_file_with_the_checkpoints_classes(trained: 
         cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
                   "--data.predict", str(source), "--model.predictions_csv", str(out)])
         rows = list(csv.DictReader(out.open()))
-        assert len(rows) == good and all(r["pred"] in CLASSES and r["label"] == "" for r in rows)
+        assert len(rows) == good + bad and sum(r["note"].startswith("unreadable: ") for r in rows) == bad
+        assert all(r["pred"] in CLASSES and r["label"] == "" for r in rows if not r["note"])
         printed = capsys.readouterr().out
         assert f"predict: {good} videos evaluated, {bad} skipped" in printed
         shown = [line for line in printed.splitlines() if "clip1.mp4: " in line]  # the top-3 of each video, printed
@@ -431,3 +434,39 @@ def test_the_fine_tuning_example_of_the_docs_runs(tmp_path: Path) -> None:
     frozen = [k for k, v in demo["state_dict"].items() if "blocks.1." in k and k.endswith("weight")]
     assert frozen and all(torch.equal(demo["state_dict"][k], tuned["state_dict"][k]) for k in frozen)  # the backbone was frozen
     assert "test: 2 videos evaluated, 0 skipped" in done.stdout
+
+
+def test_every_video_gets_a_row_and_short_ones_are_reported(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An unreadable file gets a CSV row with its reason (it was missing from the CSV); videos
+    shorter than a clip (4 frames at stride 2: 7 frames) are counted, listed and noted in their row."""
+    _, run = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    write_video(folder / "a_long.mp4", moving_square_frames(16, 32, 40, seed=40))
+    (folder / "b_broken.mp4").write_bytes(b"\0" * 100)
+    write_video(folder / "c_one_frame.mp4", moving_square_frames(1, 32, 40, seed=41))
+    write_video(folder / "d_three_frames.mp4", moving_square_frames(3, 32, 40, seed=42))
+    out = tmp_path / "p.csv"
+    cli_main(["predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.predict", str(folder), "--model.predictions_csv", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["video_index"]) for r in rows] == [0, 1, 2, 3]
+    assert [Path(r["video"]).name for r in rows] == ["a_long.mp4", "b_broken.mp4", "c_one_frame.mp4", "d_three_frames.mp4"]
+    long, broken, one, three = rows
+    assert long["note"] == "" and long["pred"] in CLASSES
+    assert broken["pred"] == "" and broken["score_1"] == "" and broken["note"].startswith("unreadable: ")
+    assert one["pred"] in CLASSES and one["note"] == "short: 1 frames, a clip spans 7 (its last frame repeated)"
+    assert three["note"] == "short: 3 frames, a clip spans 7 (its last frame repeated)"
+    printed = capsys.readouterr().out
+    assert "predict: 3 videos evaluated, 1 skipped as unreadable, 2 shorter than a clip" in printed
+    assert f"short {folder / 'c_one_frame.mp4'}: 1 frames" in printed and f"short {folder / 'd_three_frames.mp4'}: 3 frames" in printed
+
+
+def test_a_list_given_to_predict_is_said_to_be_read_as_a_list(trained: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """(Lightning's info lines, printed on the console by its own handler, are in caplog under pytest.)"""
+    import logging
+
+    cfg, run = trained
+    with caplog.at_level(logging.INFO):
+        cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.predict", "list.txt"])
+    said = [r.getMessage() for r in caplog.records if "is read as a list" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("predict: list.txt is read as a list of videos") and said[0].endswith(": 5 videos")

@@ -174,7 +174,9 @@ def test_multiview_test_aggregates_per_video_and_writes_csv(tmp_path: Path, caps
             if it["video"] is not None:
                 expected[it["video_index"]] = aggregate_views(model(it["video"]).unsqueeze(0), "max")[0]
     rows = list(csv.DictReader(out.open()))
-    assert [int(r["video_index"]) for r in rows] == [0, 1, 2, 4]
+    assert [int(r["video_index"]) for r in rows] == [0, 1, 2, 3, 4]  # the unreadable video too: its reason, no prediction
+    assert rows[3]["pred"] == "" and rows[3]["note"].startswith("unreadable: ")
+    rows = [r for r in rows if r["pred"]]
     correct = 0
     for r in rows:
         scores, classes = expected[int(r["video_index"])].topk(3)
@@ -197,7 +199,8 @@ def test_a_batch_whose_videos_all_failed_is_skipped(tmp_path: Path) -> None:
     data = TinyData(n_test=4, bad_test=(0, 1))  # the first test batch of 2 is entirely unreadable
     trainer = _trainer(tmp_path)
     trainer.test(model, data)
-    assert [int(r["video_index"]) for r in csv.DictReader((tmp_path / "p.csv").open())] == [2, 3]
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [int(r["video_index"]) for r in rows] == [0, 1, 2, 3] and [int(r["video_index"]) for r in rows if r["pred"]] == [2, 3]
     assert {s["path"] for s in _report(trainer).skipped} == {"v000.mp4", "v001.mp4"} and _report(trainer).videos == 2
 
 

@@ -2,9 +2,10 @@
 run (the dataset replaces it in training and drops it from evaluation batches, each time naming
 it in the batch's ``skipped`` list); this callback makes sure none is lost silently: a warning
 once per replaced training video and ``train/skipped`` per epoch, ``val/skipped``, and at the end
-of test and predict the number of videos evaluated, every skipped video with its reason, and
-(test) the per-video top-1 / top-5, or (predict) the top-3 classes of the first videos,
-gathered over DDP processes and printed once.
+of test and predict the number of videos evaluated, every skipped video with its reason, the
+videos shorter than a clip (whose clips were completed by repeating their last frame, or looping
+them), and (test) the per-video top-1 / top-5, or (predict) the top-3 classes of the first
+videos, gathered over DDP processes and printed once, after the progress bar.
 """
 from __future__ import annotations
 
@@ -20,15 +21,16 @@ from videoattn.callbacks.rank_files import all_gather_objects
 __all__ = ["VideoReport"]
 
 
-def _skipped(batch: Any) -> list[dict[str, Any]]:
-    return list(batch.get("skipped") or []) if isinstance(batch, Mapping) else []
+def _skipped(batch: Any, key: str = "skipped") -> list[dict[str, Any]]:
+    return list(batch.get(key) or []) if isinstance(batch, Mapping) else []
 
 
 class VideoReport(Callback):
     """Count, warn about and report unreadable videos; print the evaluation summary.
 
-    After ``test`` / ``predict``, ``videos`` (evaluated, all processes) and ``skipped`` (their
-    ``path`` and ``reason``, in video order) hold the run's figures on every process.
+    After ``test`` / ``predict``, ``videos`` (evaluated, all processes), ``skipped`` (their
+    ``path`` and ``reason``, in video order) and ``short`` (videos shorter than a clip: ``path``,
+    ``frames``, ``span``) hold the run's figures on every process.
     """
 
     def __init__(self, show_predictions: int = 20) -> None:
@@ -39,8 +41,10 @@ class VideoReport(Callback):
         self._val_skipped = 0
         self._local_videos = 0
         self._local_skipped: list[dict[str, Any]] = []
+        self._local_short: list[dict[str, Any]] = []
         self.videos = 0
         self.skipped: list[dict[str, Any]] = []
+        self.short: list[dict[str, Any]] = []
         self._lines: list[str] = []  # the report, printed at teardown
 
     # ------------------------------------------------------------------- training
@@ -71,10 +75,11 @@ class VideoReport(Callback):
 
     # ----------------------------------------------------------- test and predict
     def _start(self) -> None:
-        self._local_videos, self._local_skipped, self._shown = 0, [], []
+        self._local_videos, self._local_skipped, self._local_short, self._shown = 0, [], [], []
 
     def _batch(self, outputs: Any, batch: Any, stage: str) -> None:
         self._local_skipped += _skipped(batch)
+        self._local_short += _skipped(batch, "short")
         if isinstance(outputs, Mapping) and outputs.get("video_index") is not None:
             self._local_videos += len(outputs["video_index"])
             if stage == "predict" and len(self._shown) < self.show_predictions:
@@ -106,14 +111,19 @@ class VideoReport(Callback):
             self._lines = []
 
     def _report(self, trainer: Trainer, stage: str) -> None:
-        everyone = all_gather_objects((self._local_videos, self._local_skipped, self._shown))
-        self.videos = sum(videos for videos, _, _ in everyone)
-        by_video = {(s.get("video_index", -1), str(s.get("path"))): s for _, skipped, _ in everyone for s in skipped}
-        shown = sorted((r for _, _, rows in everyone for r in rows), key=lambda r: r["video_index"])[: self.show_predictions]
+        everyone = all_gather_objects((self._local_videos, self._local_skipped, self._shown, self._local_short))
+        self.videos = sum(videos for videos, _, _, _ in everyone)
+        by_video = {(s.get("video_index", -1), str(s.get("path"))): s for _, skipped, _, _ in everyone for s in skipped}
+        shown = sorted((r for _, _, rows, _ in everyone for r in rows), key=lambda r: r["video_index"])[: self.show_predictions]
         self.skipped = [by_video[k] for k in sorted(by_video)]
+        short = {(s.get("video_index", -1), str(s.get("path"))): s for _, _, _, entries in everyone for s in entries}
+        self.short = [short[k] for k in sorted(short)]
         if not trainer.is_global_zero:
             return
-        lines = [f"{stage}: {self.videos} videos evaluated, {len(self.skipped)} skipped as unreadable"]
+        clip = getattr(getattr(trainer, "datamodule", None), "clip", None)
+        completed = "looped" if getattr(clip, "short_video", "clamp") == "loop" else "their last frame repeated"
+        lines = [f"{stage}: {self.videos} videos evaluated, {len(self.skipped)} skipped as unreadable"
+                 + (f", {len(self.short)} shorter than a clip ({completed})" if self.short else "")]
         metrics = trainer.callback_metrics
         if stage == "test" and "test/video_top1" in metrics:
             how = getattr(trainer.lightning_module.hparams, "test_aggregate", "mean")
@@ -126,4 +136,5 @@ class VideoReport(Callback):
         if stage == "predict" and self.videos > len(shown):
             lines.append(f"  ... {self.videos - len(shown)} more: pass --model.predictions_csv FILE for every video")
         lines += [f"  skipped {s.get('path')}: {s.get('reason', '')}" for s in self.skipped]
+        lines += [f"  short {s.get('path')}: {s.get('frames')} frames, a clip spans {s.get('span')}" for s in self.short]
         self._lines = lines

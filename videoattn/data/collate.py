@@ -1,6 +1,6 @@
 """Batching samples (VideoClipDataset's, or ShardSamples') into pytorchvideo-style dicts:
 `video`, `label`, `video_index`, `path`, plus `skipped` (videos that failed to decode, with the
-reason). Clips keep their dtype (uint8 from the datasets: normalised on the device).
+reason) and, out of training, `short` (videos shorter than a clip, with their length). Clips keep their dtype (uint8 from the datasets: normalised on the device).
   train: [B*K, C, T, H, W] (K clips per video, labels repeated)   val: [B, C, T, H, W]
   test / predict: [B, V, C, T, H, W]          SlowFast: `[slow, fast]`, each shaped as above
 Unfinished train clips (``VideoClips(finish="device")``) are ``[B*K, T, crop, crop, 3]`` with
@@ -77,9 +77,10 @@ class VideoCollate:
             shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise RuntimeError(f"no video of a training batch could be decoded ({len(skipped)} failed: {shown}); is the dataset readable? "
                                "Check it with `videoattn check-data`, or rewrite the shards with `videoattn shard --check full`.")
+        short = [entry for s in ok for entry in s.get("short") or []] if self.mode != "train" else []
         if not ok:
             empty = torch.zeros(0, dtype=torch.long)
-            return {"video": None, "label": empty, "video_index": empty.clone(), "path": [], "skipped": skipped}
+            return {"video": None, "label": empty, "video_index": empty.clone(), "path": [], "skipped": skipped, "short": short}
         first = ok[0]["video"]
         single = not isinstance(first, (list, tuple))
         pathways = [[s["video"]] if single else list(s["video"]) for s in ok]  # [video][pathway]
@@ -100,6 +101,8 @@ class VideoCollate:
             video = self._pool.ref(slot[0], slot[2], single)
             label, video_index = transport.InBand(label), transport.InBand(video_index)
         batch = {"video": video, "label": label, "video_index": video_index, "path": paths, "skipped": skipped}
+        if self.mode != "train":
+            batch["short"] = short
         if "window" in ok[0]:  # unfinished train clips (finish_clips on the device): (side, flip) per row
             batch["window"] = [w for s in ok for w in s["window"]]
         return batch

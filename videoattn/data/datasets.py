@@ -87,6 +87,7 @@ class VideoClips:
         self.mode, self.clip = mode, clip
         self.backend, self.decode_threads = backend, decode_threads
         self.finish = finish  # train clips: "worker" finishes them, "device" leaves resize, flip and layout to finish_clips
+        self.last_length: tuple[int, int] | None = None  # the last video decoded: (its frames, the frames a clip spans)
 
     @property
     def views_per_video(self) -> int:
@@ -124,7 +125,20 @@ class VideoClips:
     def _decode(
         self, source: VideoSource, info: VideoInfo | None, name: str | None, select: Callable[[int, float], np.ndarray]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return decode_frames(source, select, backend=self.backend, threads=self.decode_threads, info=info, name=name)  # [U, H, W, 3], [N]
+        def measured(n: int, fps: float) -> np.ndarray:  # a video shorter than a clip is reported (VideoReport)
+            self.last_length = (n, int((self.clip.num_frames - 1) * self._stride(fps)) + 1)
+            return select(n, fps)
+
+        self.last_length = None
+        return decode_frames(source, measured, backend=self.backend, threads=self.decode_threads, info=info, name=name)  # [U, H, W, 3], [N]
+
+    def short(self, row: int, path: str) -> list[dict[str, Any]]:
+        """``[{video_index, path, frames, span}]`` if the video last decoded is shorter than a clip
+        (its clips were completed as ``clip.short_video`` says), else ``[]``."""
+        if self.last_length is None or self.last_length[0] >= self.last_length[1]:
+            return []
+        frames, span = self.last_length
+        return [{"video_index": row, "path": path, "frames": frames, "span": span}]
 
     def _train_draws(
         self, source: VideoSource, info: VideoInfo | None, name: str | None, g: torch.Generator | None
@@ -222,7 +236,8 @@ class VideoClipDataset(Dataset):
     """Map-style dataset over video files ``records``; ``dataset[key]`` is a sample dict.
 
     Sample keys: ``video`` (uint8, see :class:`VideoClips`; None if the video failed),
-    ``label``, ``video_index`` (the record's row), ``path`` and ``skipped``. Normalise ``video``
+    ``label``, ``video_index`` (the record's row), ``path``, ``skipped`` and ``short`` (the video,
+    if it is shorter than a clip: :meth:`VideoClips.short`). Normalise ``video``
     with :func:`~videoattn.data.transforms.normalize_video` before a model sees it.
 
     ``key``: an index, or ``(index, seed)`` (what the data module's train sampler gives): the
@@ -266,7 +281,9 @@ class VideoClipDataset(Dataset):
                     return _sample(None, record.label, record.row, record.path, skipped)
                 index = int(torch.randint(len(self.records), (1,), generator=generator))
                 continue
-            return _sample(video, record.label, record.row, record.path, skipped, windows)
+            sample = _sample(video, record.label, record.row, record.path, skipped, windows)
+            sample["short"] = self.clips.short(record.row, record.path)
+            return sample
         raise RuntimeError(f"{len(skipped)} videos in a row failed to decode (last: {skipped[-1]['path']}: {skipped[-1]['reason']}); is the dataset readable? Run `videoattn check-data`.")
 
 
@@ -297,4 +314,6 @@ class ShardSamples:
             video, windows = self.clips.clips_and_windows(entry.video, info=entry.info, name=entry.path, generator=generator)
         except (ValueError, RuntimeError, OSError) as exc:
             return _sample(None, label, entry.row, entry.path, [_failure(exc, entry.row, entry.path)])
-        return _sample(video, label, entry.row, entry.path, [], windows)
+        sample = _sample(video, label, entry.row, entry.path, [], windows)
+        sample["short"] = self.clips.short(entry.row, entry.path)
+        return sample
