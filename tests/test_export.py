@@ -4,6 +4,7 @@ one-line refusals of bad arguments and of code-running checkpoints.
 """
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import videoattn.lightning_cli  # noqa: F401  (imported at collection: Lightning binds its log handlers to the stderr of that moment, not a test's captured one)
 from videoattn.cli import main as cli_main
 from videoattn.models import create_model
 from videoattn.tools.export import main as export_main
@@ -151,3 +153,66 @@ def test_code_running_checkpoint_is_refused_in_one_line(tmp_path: Path, capsys: 
     line = _one_error_line(capsys, [str(evil), "--out", str(tmp_path / "evil.onnx")])
     assert "refusing to load" in line and "evil.ckpt" in line
     assert not marker.exists() and not (tmp_path / "evil.onnx").exists()
+
+
+def _cli_checkpoint(tmp_path: Path, name: str, clip: dict, aggregate: str) -> Path:
+    """A checkpoint as `videoattn fit` writes it (model and data module hyperparameters, Lightning's
+    keys), enough for `videoattn predict --ckpt_path` alone; its model's scores follow its input
+    (random norm statistics and affines, the blocks' included, and a 5x head: the random weights
+    of `_checkpoint` give the same scores for any clip)."""
+    import lightning
+    from conftest import pretend_pretrained
+
+    from videoattn.models import find_classifier
+
+    torch.manual_seed(0)
+    net = pretend_pretrained(create_model(name, num_classes=len(CLASSES)))
+    with torch.no_grad():
+        find_classifier(net)[1].weight.mul_(5)
+    path = tmp_path / f"{name}.ckpt"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"backbone": name, "num_classes": len(CLASSES), "class_names": CLASSES, "backbone_kwargs": {},
+                                     "test_aggregate": aggregate},
+                "datamodule_hyper_parameters": {"_class_path": "videoattn.data.KineticsDataModule", "clip": clip, "batch_size": 2, "num_workers": 0},
+                "pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0, "classes": CLASSES}, path)
+    return path
+
+
+@pytest.mark.parametrize("name,aggregate,short_video,video_frames", [("i3d_tiny_nl", "mean", "clamp", 40), ("slowfast_tiny", "max", "loop", 12)])
+def test_the_docs_onnxruntime_example_gives_predicts_scores(name: str, aggregate: str, short_video: str, video_frames: int, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/training.md's onnxruntime example, run as written on a synthetic video next to the
+    exported model, gives the scores `videoattn predict --ckpt_path CKPT` gives, to 1e-5 (float32
+    through onnxruntime; the CSV has 6 decimals): the metadata holds the whole input contract
+    (frames, stride, resize, scaling, mean/std, crops, views, aggregation), non-default values
+    included (3 crops of a 48x64 video, mean/std per channel, a video shorter than a clip looped).
+    The video is noise: a float or non-antialiased resize, a centre crop for three, or a wrong
+    stride would change the scores by far more than the tolerance."""
+    import numpy as np
+
+    from videoattn.video_io import write_video
+
+    slowfast = name.startswith("slowfast")
+    clip = {"num_frames": 8, "sampling_rate": 3, "short_video": short_video, "test_short_side": 40, "test_crop_size": 32,
+            "test_views": [3, 3], "slowfast_alpha": 4 if slowfast else None, "mean": [0.40, 0.45, 0.50], "std": [0.20, 0.22, 0.25]}
+    ckpt = _cli_checkpoint(tmp_path, name, {**clip, "crop_size": 32, "train_short_side": [40, 48]}, aggregate)
+    noise = np.random.default_rng(3).integers(0, 256, (video_frames, 48, 64, 3), dtype=np.uint8)  # fine detail: resizes differ
+    write_video(tmp_path / "my_video.mp4", noise)
+    assert export_main(["--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.onnx")]) == 0
+    cli_main(["predict", "--ckpt_path", str(ckpt), "--data.predict", str(tmp_path / "my_video.mp4"),
+              "--model.predictions_csv", str(tmp_path / "p.csv")])
+    row = next(csv.DictReader((tmp_path / "p.csv").open()))
+    assert (row["note"] != "") == (video_frames < 22)  # 12 frames: shorter than the clip's 22
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    code = text.split("## Exporting a model")[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    namespace: dict = {}
+    exec(compile(code, "docs/training.md", "exec"), namespace)
+    meta, scores = namespace["meta"], namespace["scores"]
+    assert meta["clip"] == {"target_fps": None, **clip} and meta["aggregate"] == aggregate and len(meta["preprocessing"]) >= 6
+    top = scores.argsort(descending=True)[:3].tolist()
+    assert [CLASSES[i] for i in top] == [row[f"class_{k}"] for k in (1, 2, 3)]
+    assert [float(scores[i]) for i in top] == pytest.approx([float(row[f"score_{k}"]) for k in (1, 2, 3)], abs=1e-5)
+    assert "[('" in capsys.readouterr().out  # the example prints its top-3

@@ -340,9 +340,10 @@ class VideoCLI(LightningCLI):
             _fail(subcommand, str(err))
 
     def _with_checkpoint_data(self, argv: list[str]) -> list[str]:
-        """``argv`` with ``--data CONFIG`` of the checkpoint's data module after the subcommand, for
-        ``validate``, ``test`` and ``predict`` given a checkpoint file and no data module: the flags
-        and configs that follow (``--data.predict VIDEO``...) apply over it."""
+        """``argv`` with ``--data CONFIG`` of the checkpoint's data module (and its recipe's
+        ``--model.test_aggregate``) after the subcommand, for ``validate``, ``test`` and ``predict``
+        given a checkpoint file and no data module: the flags and configs that follow
+        (``--data.predict VIDEO``...) apply over them."""
         if not argv or argv[0] not in EVALUATION:
             return argv
         paths = _option_value(argv, ("--ckpt_path",))
@@ -350,7 +351,13 @@ class VideoCLI(LightningCLI):
             return argv
         self._ckpt = self._read_checkpoint(argv[0], paths[-1])
         data = checkpoint_data_config(self._ckpt)
-        return argv if data is None else [argv[0], "--data", json.dumps(data), *argv[1:]]
+        if data is None:
+            return argv
+        # the recipe's way of combining the test views too (test_aggregate is a run option: the
+        # checkpoint's hyperparameters do not set it), unless this command line gives one
+        aggregate = (self._ckpt.get("hyper_parameters") or {}).get("test_aggregate")
+        recipe = ["--model.test_aggregate", aggregate] if isinstance(aggregate, str) else []
+        return [argv[0], "--data", json.dumps(data), *recipe, *argv[1:]]
 
     def _checkpoint_file(self, ckpt_path: str | None, section: Any) -> str | None:
         """The checkpoint file to read class names from: ``--ckpt_path`` itself, or for

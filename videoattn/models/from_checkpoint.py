@@ -27,7 +27,8 @@ def classifier_from_checkpoint(checkpoint: str | Path, model: str | None = None,
     Returns:
         ``(model, info)``: ``info`` holds the data module's settings as
         :func:`videoattn.checkpoints.data_settings` gives them (``num_frames``,
-        ``test_crop_size``, ``mean``...; empty if the checkpoint has none) plus ``class_names``.
+        ``test_crop_size``, ``mean``...; empty if the checkpoint has none) plus ``class_names`` and
+        ``test_aggregate`` (how the test views' scores are combined, "mean" unless saved otherwise).
     """
     from videoattn.models import create_model
 
@@ -43,4 +44,5 @@ def classifier_from_checkpoint(checkpoint: str | Path, model: str | None = None,
     info = data_settings(obj)
     info.pop("class_path", None)
     info["class_names"] = hp.get("class_names") or obj.get("classes")
+    info["test_aggregate"] = hp.get("test_aggregate") or "mean"
     return net.eval(), info

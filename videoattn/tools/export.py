@@ -7,9 +7,12 @@ The clip defaults to what ``videoattn predict`` feeds the checkpoint's model: it
 (``num_frames``, ``test_crop_size``, ``slowfast_alpha``), else the recipe of ``--model``.
 The command checks its own output: it runs the exported model (onnxruntime, or the loaded
 ExportedProgram) on a random clip of another batch size than the one exported with, prints the
-largest difference to PyTorch, and fails if that exceeds float32 rounding. Class names,
-normalisation and clip shape travel in the file (ONNX ``metadata_props["videoattn"]``, or
-``extra/videoattn.json`` in the .pt2 archive), as JSON.
+largest difference to PyTorch, and fails if that exceeds float32 rounding. The whole input
+contract travels in the file as JSON (ONNX ``metadata_props["videoattn"]``, or
+``extra/videoattn.json`` in the .pt2 archive): the class names, the clip settings (frames, frame
+stride, test short side, crop and views, SlowFast's alpha, mean and std), how the views' scores
+are aggregated, and the preprocessing as steps (:func:`input_contract`): enough to reproduce
+``videoattn predict``'s scores from the file alone (docs/training.md shows it with onnxruntime).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["FORMATS", "TwoPathways", "clip_shapes", "export_model", "run_exported", "main"]
+__all__ = ["FORMATS", "TwoPathways", "clip_shapes", "export_model", "input_contract", "run_exported", "main"]
 
 FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
 EXPORT_BATCH, CHECK_BATCH = 2, 3  # export with 2 (torch.export specialises sizes 0 and 1), check with 3
@@ -61,6 +64,62 @@ def clip_shapes(model: nn.Module, info: dict[str, Any], *, frames: int | None = 
     if frames % alpha:
         raise ValueError(f"--frames: {frames} frames for the fast pathway is not divisible by the SlowFast alpha {alpha}")
     return [(3, frames // alpha, size, size), (3, frames, size, size)]
+
+
+PREPROCESSING = [
+    "frames: clip.test_views[0] clips of clip.num_frames frames, one every clip.sampling_rate frames (times fps / clip.target_fps "
+    "when target_fps is set), index start + round(i * stride); span = round((num_frames - 1) * stride) + 1, slack = max(frames "
+    "of the video - span, 0); starts round(linspace(0, slack, clips)), or slack // 2 for one clip; an index past the last frame "
+    "is clamped to it (clip.short_video 'clamp') or wraps around ('loop')",
+    "decode: RGB, uint8 [T, H, W, 3] in presentation order",
+    "resize: the short side to clip.test_short_side, the long side to floor(long * test_short_side / short), uint8 to uint8, "
+    "antialiased bilinear (torchvision.transforms.v2.functional.resize(antialias=True))",
+    "crop: clip.test_views[1] squares of clip.test_crop_size: 1 = the centre; 3 = the start, centre and end of the long side, "
+    "centred on the short side (offsets (long - size) // 2 and (short - size) // 2)",
+    "views: temporal-major, view k * crops + s is clip k, crop s",
+    "scale and normalise: float32 (x / 255 - clip.mean) / clip.std per RGB channel, laid out [views, 3, T, S, S]",
+    "slowfast (clip.slowfast_alpha set): inputs slow = the frames linspace(0, T - 1, T // alpha) (floored) of fast, fast = the clip",
+    "run: all the views of a video as one batch; aggregate their logits [views, classes] as 'aggregate' says (the checkpoint's "
+    "test_aggregate, as videoattn predict --ckpt_path applies it): 'mean' = mean of the softmax, 'max' = class-wise max of the "
+    "softmax, 'mean_logits' = softmax of the mean",
+]
+
+
+def input_contract(info: dict[str, Any], names: Sequence[str], shapes: Sequence[tuple[int, int, int, int]]) -> dict[str, Any]:
+    """The JSON metadata of an exported model: its inputs and output, the class names, the clip
+    settings as ``videoattn predict`` applies them (the checkpoint's, with the exported frames and
+    size), the aggregation of the views' scores and the preprocessing steps (``PREPROCESSING``)."""
+    from videoattn.data.clip import ClipSettings
+
+    default = ClipSettings()
+    frames, size = shapes[-1][1], shapes[-1][2]
+
+    def get(key: str) -> Any:
+        value = info.get(key)
+        return getattr(default, key) if value is None and key not in ("target_fps", "slowfast_alpha") else value
+
+    clip = {
+        "num_frames": frames,
+        "sampling_rate": get("sampling_rate"),
+        "target_fps": info.get("target_fps"),
+        "short_video": get("short_video"),
+        "test_short_side": max(int(get("test_short_side")), size),
+        "test_crop_size": size,
+        "test_views": list(get("test_views")),
+        "slowfast_alpha": shapes[-1][1] // shapes[0][1] if len(shapes) == 2 else None,
+        "mean": list(get("mean")),
+        "std": list(get("std")),
+    }
+    return {
+        "inputs": {name: ["batch", *shape] for name, shape in zip(names, shapes)},
+        "output": "logits",
+        "class_names": info.get("class_names"),
+        "mean": clip["mean"],
+        "std": clip["std"],
+        "clip": clip,
+        "aggregate": info.get("test_aggregate") or "mean",
+        "preprocessing": PREPROCESSING,
+    }
 
 
 def _inputs(shapes: Sequence[tuple[int, ...]], batch: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -144,13 +203,7 @@ def main(argv: list[str]) -> int:
     two = len(shapes) == 2
     module = (TwoPathways(model) if two else model).eval()
     names = ["slow", "fast"] if two else ["video"]
-    metadata = {
-        "inputs": {name: ["batch", *shape] for name, shape in zip(names, shapes)},
-        "output": "logits",
-        "class_names": info.get("class_names"),
-        "mean": list(info["mean"]) if info.get("mean") else None,
-        "std": list(info["std"]) if info.get("std") else None,
-    }
+    metadata = input_contract(info, names, shapes)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         export_model(module, _inputs(shapes, EXPORT_BATCH, seed=0), out, fmt=args.format, names=names, metadata=metadata)
