@@ -382,6 +382,15 @@ def test_predict_console(trained: tuple[Path, Path], tmp_path: Path) -> None:
     result = next(i for i, line in enumerate(lines) if line.startswith("predict: 1 videos evaluated"))
     assert bar < result and lines[-1].lstrip().startswith("mine.mp4: "), lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4"]
+    (tmp_path / "list.txt").write_text("mine.mp4 cooking\n")
+    done = subprocess.run([sys.executable, "-m", "videoattn.cli", "test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                           "--data.test", "list.txt", "--data.num_workers", "0", "--trainer.default_root_dir", "run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    bar = max(i for i, line in enumerate(lines) if "Testing" in line)
+    table = next(i for i, line in enumerate(lines) if "Test metric" in line)
+    result = next(i for i, line in enumerate(lines) if line.startswith("test: 1 videos evaluated"))
+    assert done.returncode == 0 and bar < table < result, done.stdout + done.stderr
 
 
 def test_evaluation_from_a_checkpoint_takes_its_data_module(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -150,6 +150,27 @@ class _QuietInfo(logging.Filter):
         return not any(text in message for text in QUIET_INFO)
 
 
+class VideoProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, its last frame drawn when an evaluation run ends: what follows
+    (Lightning's table of test metrics, the video report) prints below it, not above."""
+
+    def _stop(self, trainer: Any) -> None:
+        if self.progress is not None and trainer.state.fn in EVALUATION:
+            self.progress.stop()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._stop(trainer)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_test_end(trainer, pl_module)
+        self._stop(trainer)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_predict_end(trainer, pl_module)
+        self._stop(trainer)
+
+
 class VideoModelSummary(RichModelSummary):
     """Lightning's rich model summary without its FLOPs column and total: Lightning counts FLOPs only
     through an example input (it printed "Total FLOPs: 0" without one) and two per multiply-add;
@@ -419,7 +440,8 @@ class VideoCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The Trainer with the project's defaults: CSV (+ TensorBoard) logs and the learning rate
-        for training runs, none for predict unless asked; the rich progress bar and model summary
+        for training runs, none for predict unless asked; the rich progress bar (drawn before the
+        results: :class:`VideoProgressBar`) and model summary
         (without Lightning's FLOPs, see :class:`VideoModelSummary`); in evaluation runs, no
         checkpoint callbacks (they would only restore the training run's state and warn that its
         folder differs)."""
@@ -434,7 +456,7 @@ class VideoCLI(LightningCLI):
         if kwargs.get("logger", logger) not in (False, None) and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(RichProgressBar())
+            callbacks.append(VideoProgressBar())
         if self.subcommand == "fit" and config.get("enable_model_summary", True) is not False and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(VideoModelSummary())
         kwargs["callbacks"] = callbacks
