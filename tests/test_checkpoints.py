@@ -196,3 +196,17 @@ def test_checkpoints_reads_files_only_and_the_old_import_path_still_works() -> N
             "from videoattn.checkpoints import classifier_from_checkpoint as old;"
             "from videoattn.models import classifier_from_checkpoint as new; assert old is new")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_clip_settings_object_is_not_refused(tmp_path: Path) -> None:
+    """A data module made in Python saves its ClipSettings: every reader takes it, in a process where
+    nothing imported videoattn.data before (export and visualize do not)."""
+    from videoattn.data.clip import ClipSettings
+
+    path = _good(tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["datamodule_hyper_parameters"] = {"clip": ClipSettings(num_frames=4, crop_size=32, test_short_side=32, test_crop_size=32)}
+    torch.save(ckpt, path)
+    code = ("import sys; from videoattn.models import classifier_from_checkpoint; assert 'videoattn.data' not in sys.modules;"
+            f"model, info = classifier_from_checkpoint({str(path)!r}); assert info['num_frames'] == 4 and info['test_crop_size'] == 32")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -479,3 +479,20 @@ def test_a_list_given_to_predict_is_said_to_be_read_as_a_list(trained: tuple[Pat
         cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.predict", "list.txt"])
     said = [r.getMessage() for r in caplog.records if "is read as a list" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("predict: list.txt is read as a list of videos") and said[0].endswith(": 5 videos")
+
+
+def test_a_checkpoint_of_a_data_module_made_in_python_loads(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """KineticsDataModule(clip=ClipSettings(...)) made in Python saves the ClipSettings object in the
+    checkpoint: it is a plain value, read with weights_only=True (it was refused as code that would
+    run), and predict from that checkpoint alone takes its clip settings."""
+    from videoattn.checkpoints import load_checkpoint
+    from videoattn.data.clip import ClipSettings
+
+    _, run = trained
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["datamodule_hyper_parameters"]["clip"] = ClipSettings.from_mapping(ckpt["datamodule_hyper_parameters"]["clip"])
+    torch.save(ckpt, tmp_path / "python.ckpt")
+    assert isinstance(load_checkpoint(tmp_path / "python.ckpt")["datamodule_hyper_parameters"]["clip"], ClipSettings)
+    write_video(tmp_path / "mine.mp4", moving_square_frames(16, 32, 40, seed=50))
+    cli = cli_main(["predict", "--ckpt_path", str(tmp_path / "python.ckpt"), "--data.predict", str(tmp_path / "mine.mp4")])
+    assert cli.datamodule.clip.test_views == (2, 3) and "predict: 1 videos evaluated" in capsys.readouterr().out

@@ -152,6 +152,8 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Mapping[st
         CheckpointError: one line naming the file: missing, not a checkpoint (a text file, a
             video...), truncated or corrupt, would run code when unpickled, or not a dict.
     """
+    import videoattn.data.clip  # noqa: F401  (allowlists ClipSettings, saved by data modules made in Python)
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what}: no such checkpoint file {str(path)!r}")

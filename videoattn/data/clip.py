@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+import torch
+
 from videoattn.data.sampling import SHORT_VIDEO_MODES
 from videoattn.data.transforms import KINETICS_MEAN, KINETICS_STD
 
@@ -91,3 +93,8 @@ class ClipSettings:
         hyperparameters, old flat ones included): unknown keys are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# a data module made in Python saves its ClipSettings in checkpoints: a plain value, to be read
+# back with torch.load(weights_only=True) by videoattn's tools and by Lightning
+torch.serialization.add_safe_globals([ClipSettings])
