@@ -99,11 +99,13 @@ def test_shards_give_the_test_predictions_of_files_on_one_and_two_processes(tmp_
                    "--model.predictions_csv", str(remote), *ddp, cwd=tmp_path)
     assert "5 videos evaluated, 1 skipped as unreadable" in proc.stdout and "v5.mp4" in proc.stdout, proc.stdout[-2000:]
     rows = {name: _rows(path) for name, path in (("files", files), ("local", local), ("remote", remote))}
-    assert [Path(r["video"]).name for r in rows["files"]] == [f"v{i}.mp4" for i in range(5)]  # each good video once, in order
+    assert [Path(r["video"]).name for r in rows["files"]] == [f"v{i}.mp4" for i in range(6)]  # each video once, in order
+    for name, found in rows.items():  # the unreadable one too: its reason, no prediction
+        assert found[5]["pred"] == "" and found[5]["note"].startswith("unreadable: ") and not any(r["note"] for r in found[:5]), name
     for name in ("local", "remote"):
         assert [r["video_index"] for r in rows[name]] == [r["video_index"] for r in rows["files"]], name
         for a, b in zip(rows["files"], rows[name]):
             assert (a["video"], a["label"]) == (b["video"], b["label"])
             assert [a[f"class_{k}"] for k in (1, 2, 3)] == [b[f"class_{k}"] for k in (1, 2, 3)], name
-            for k in (1, 2, 3):
+            for k in (1, 2, 3) if a["pred"] else ():
                 assert abs(float(a[f"score_{k}"]) - float(b[f"score_{k}"])) < 1e-5, name
