@@ -127,7 +127,11 @@ def identity_at_init(checkpoint: Path, task: str, data: Path, block: str) -> dic
                              num_workers=0)
     dm.setup("test")
     kwargs = dict(num_classes=dm.num_classes, weights=str(checkpoint), backbone_kwargs=recipe["model"].get("backbone_kwargs"))
+    # the same seed before each: if the checkpoint has another class count, both get the same new head
+    # (it is drawn before the blocks are inserted)
+    torch.manual_seed(0)
     plain = VideoClassifier(BACKBONE, **kwargs).eval()
+    torch.manual_seed(0)
     inserted = VideoClassifier(ablation.model_name(BACKBONE, block), **kwargs).eval()
     worst, views, videos, right, clip_right = 0.0, 0, 0, {"plain": 0, "blocks": 0}, {"plain": 0, "blocks": 0}
     with torch.no_grad():
