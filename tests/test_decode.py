@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from videoattn.data import decode
+from videoattn.data.backends import pyav as pyav_backend
 from videoattn.data.decode import DecodeError, check_video, decode_frames, probe_num_frames, probe_video, read_frames
 from videoattn.video_io import write_video
 
@@ -64,14 +65,14 @@ def test_seek_lands_on_the_right_frame_in_a_later_gop(make_video, monkeypatch) -
     path = make_video("gop8.mp4", num_frames=60, fps=29.97, gop=8)
     reference = sequential_decode(path)
     seeks: list[int] = []
-    original = decode._PyAVReader._get_seek
+    original = pyav_backend.PyAVReader._get_seek
 
     def spy(self, indices, seek_pts):
         seeks.append(seek_pts)
         return original(self, indices, seek_pts)
 
-    monkeypatch.setattr(decode._PyAVReader, "_get_seek", spy)
-    monkeypatch.setattr(decode._PyAVReader, "_get_sequential", None)  # must not be needed
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_get_seek", spy)
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_get_sequential", None)  # must not be needed
     for indices in ([41, 42, 43], [59], [33, 8, 57], [41, 42, 43]):
         assert np.array_equal(read_frames(path, indices, fallback=False).numpy(), reference[indices])
     assert len(seeks) == 4  # one pass per read, never a second attempt from the start
@@ -87,9 +88,9 @@ def test_decoder_threads_give_the_same_frames(make_video, case: str) -> None:
 def test_counting_fallback_without_timestamps(make_video, monkeypatch) -> None:
     """Files whose packets lack timestamps are decoded from the start, counting frames."""
     path = make_video("nopts.mp4", num_frames=40, fps=25, gop=6)
-    original = decode._PyAVReader._frame_pts
-    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", lambda self: [original(self), None][1])
-    monkeypatch.setattr(decode, "_PTS_CACHE", type(decode._PTS_CACHE)())
+    original = pyav_backend.PyAVReader._frame_pts
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_frame_pts", lambda self: [original(self), None][1])
+    monkeypatch.setattr(pyav_backend, "PTS_CACHE", type(pyav_backend.PTS_CACHE)())
     frames = read_frames(path, [33, 2, 2, 39], fallback=False)
     assert np.array_equal(frames.numpy(), sequential_decode(path)[[33, 2, 2, 39]])
 
@@ -108,11 +109,10 @@ def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
 def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
     path = make_video("fb.mp4", num_frames=20)
 
-    class Broken:
-        def __init__(self, *args: object) -> None:
-            raise RuntimeError("simulated decoder crash")
+    def broken(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated decoder crash")
 
-    monkeypatch.setitem(decode._READERS, "pyav", Broken)
+    monkeypatch.setattr(pyav_backend.PyAVReader, "__init__", broken)
     frames = read_frames(path, [4, 2])
     assert np.array_equal(frames.numpy(), sequential_decode(path)[[4, 2]])
     with pytest.raises(DecodeError, match="simulated decoder crash"):
@@ -230,7 +230,7 @@ def test_known_info_skips_the_probe_and_gives_the_same_frames(make_video, monkey
     assert info.pts.tolist() == [p * int(info.pts[1]) for p in VFR_PTS]  # in the stream's time base
     assert info.fps == probe_video(path).fps and info == decode.VideoInfo(50, info.fps)  # pts not compared
     reference = read_frames(path, INDICES, fallback=False)
-    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", None)  # a probe would fail now
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_frame_pts", None)  # a probe would fail now
     for backend in ("pyav", "decord"):
         assert torch.equal(read_frames(data, INDICES, backend=backend, fallback=False, info=info), reference), backend
     seen = []
@@ -319,9 +319,10 @@ _OTHER_THREADS = """
 import sys, time
 import torch
 from videoattn.data import decode
+from videoattn.data.backends import pyav
 torch.set_num_threads(1)  # as in a DataLoader worker: no OpenMP threads waiting for work
 if sys.argv[2] == "pyav-default":  # PyAV's own conversion threads (one per CPU)
-    decode._pyav_converts_with_threads = lambda: False
+    pyav.converts_with_threads = lambda: False
 start_process, start_thread = time.process_time(), time.thread_time()
 for _ in range(20):
     decode.read_frames(sys.argv[1], list(range(0, 60, 4)), backend="pyav", threads=1)
@@ -345,7 +346,7 @@ def test_one_decode_thread_converts_frames_in_the_calling_thread(make_video) -> 
         return other, main
 
     other, main = other_and_main("ours")
-    assert decode._pyav_converts_with_threads()  # PyAV >= the one installed here takes threads=
+    assert pyav_backend.converts_with_threads()  # PyAV >= the one installed here takes threads=
     assert other < 0.005 * main, (other, main)  # measured: 0.01 %
     if (os.cpu_count() or 1) > 1:  # the control: without it, other threads do the conversions
         other, main = other_and_main("pyav-default")
