@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import moving_square_frames
 
 from videoattn.data import decode
 from videoattn.data.backends import pyav as pyav_backend
@@ -117,6 +118,28 @@ def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
     assert np.array_equal(frames.numpy(), sequential_decode(path)[[4, 2]])
     with pytest.raises(DecodeError, match="simulated decoder crash"):
         read_frames(path, [4, 2], fallback=False)
+
+
+_IMPORTED_LIBRARIES = """
+import sys
+import videoattn.data.decode as decode
+loaded = lambda: sorted({"av", "decord", "torchcodec"} & set(sys.modules))
+print(loaded())
+decode.read_frames(sys.argv[1], [0])
+print(loaded())
+decode.read_frames(sys.argv[1], [0], backend="decord")
+print(loaded())
+"""
+
+
+def test_backends_are_imported_only_when_used(make_video) -> None:
+    """Importing the front imports no decoder; a PyAV read imports PyAV only (decord, the fallback,
+    is not needed); decord is imported when asked for; torchcodec never unless asked for."""
+    import subprocess
+
+    path = make_video("lazy.mp4", num_frames=5)
+    out = subprocess.run([sys.executable, "-c", _IMPORTED_LIBRARIES, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["[]", "['av']", "['av', 'decord']"], out.stdout
 
 
 def test_out_of_range_and_bad_arguments(make_video) -> None:
@@ -273,6 +296,82 @@ def test_decord_prints_nothing_to_the_console(bad_files: dict[str, Path], capfd)
     assert err == ""
     print("python's own stderr", file=sys.stderr)  # fd 2 is restored afterwards
     assert "python's own stderr" in capfd.readouterr().err
+
+
+# ------------------------------------------------------------- VP9 in .webm (Something-Something v2)
+
+WEBM_CASES = {
+    "12fps_gop12": dict(fps=12, gop=12),  # Something-Something v2's rate
+    "30fps_one_gop": dict(fps=30),  # libvpx's default keyframe interval (128): every seek decodes from frame 0
+    "vfr": dict(fps=30, pts=VFR_PTS, time_base=Fraction(1, 60)),  # stored in Matroska's 1 ms units
+}
+WEBM_SIZE = dict(height=64, width=160)  # the moving square's position and the index block repeat only after 288 frames
+
+
+def source_indices(frames: np.ndarray, source: np.ndarray) -> list[int]:
+    """For each decoded frame, the index of the source frame closest to it (mean absolute difference):
+    which frame of the video it is, whatever the decoders agree on."""
+    diff = np.abs(frames[:, None].astype(np.int16) - source[None].astype(np.int16)).mean(axis=(2, 3, 4))  # [F, S]
+    return diff.argmin(axis=1).tolist()
+
+
+def _ready(backend: str) -> None:
+    if backend == "torchcodec":
+        _torchcodec_ready()
+
+
+@pytest.mark.parametrize("backend", decode.BACKENDS)
+@pytest.mark.parametrize("case", list(WEBM_CASES))
+def test_vp9_webm_gives_the_requested_frames_in_presentation_order(make_video, case: str, backend: str) -> None:
+    """VP9 .webm files (as Something-Something v2 ships them), written by write_video: every backend
+    counts 50 frames and returns exactly the frames asked for, for random, sorted, repeated and
+    late indices, from the file and from its bytes, with one and two decoder threads."""
+    _ready(backend)
+    path = make_video(f"{case}.webm", num_frames=50, **WEBM_SIZE, **WEBM_CASES[case])
+    with av.open(str(path)) as container:
+        assert "webm" in container.format.name and container.streams.video[0].codec_context.name == "vp9"
+    reference = sequential_decode(path)
+    source = moving_square_frames(50, **WEBM_SIZE)
+    assert source_indices(reference, source) == list(range(50))  # the reference is frame i at position i
+    assert probe_num_frames(path, backend=backend, fallback=False) == 50
+    rng = np.random.default_rng(0)
+    index_sets = [INDICES, sorted(rng.choice(50, 12, replace=False).tolist()), rng.integers(0, 50, 16).tolist(), [41, 42, 43], [49]]
+    for indices in index_sets:
+        frames = read_frames(path, indices, backend=backend, fallback=False).numpy()
+        assert np.array_equal(frames, reference[indices]), indices
+        assert source_indices(frames, source) == list(indices), indices
+    data = path.read_bytes()
+    assert np.array_equal(read_frames(data, INDICES, backend=backend, fallback=False).numpy(), reference[INDICES])
+    assert np.array_equal(read_frames(path, INDICES, backend=backend, fallback=False, threads=2).numpy(), reference[INDICES])
+
+
+def test_vp9_webm_probe_gives_matroska_timestamps(make_video) -> None:
+    """The probe of a variable-frame-rate .webm: 50 frames, their times in Matroska's 1 ms units
+    (the 1/60 s times rounded), the same from the file and from its bytes."""
+    path = make_video("vfr.webm", num_frames=50, **WEBM_SIZE, **WEBM_CASES["vfr"])
+    info = probe_video(path)
+    assert info.num_frames == 50 and info.pts is not None
+    assert info.pts.tolist() == np.round(np.array(VFR_PTS) * 1000 / 60).astype(int).tolist()
+    assert probe_video(path.read_bytes()).pts.tolist() == info.pts.tolist()
+
+
+@pytest.mark.parametrize("backend", decode.BACKENDS)
+def test_one_frame_vp9_webm(make_video, backend: str) -> None:
+    """A 1-frame .webm: read exactly, or (decord only, which cannot count the frames of a 1-frame
+    Matroska file: decord 0.6.0 and decord2 3.4.0) a DecodeError with its reason, after which the
+    default fallback reads it with PyAV."""
+    _ready(backend)
+    path = make_video("one.webm", num_frames=1, **WEBM_SIZE, fps=12)
+    reference = sequential_decode(path)
+    assert len(reference) == 1
+    try:
+        frames = read_frames(path, [0, 0], backend=backend, fallback=False)
+    except DecodeError as exc:
+        assert backend == "decord" and exc.reason.startswith("decord: "), exc
+    else:
+        assert np.array_equal(frames.numpy(), reference[[0, 0]])
+        assert probe_num_frames(path, backend=backend, fallback=False) == 1
+    assert np.array_equal(read_frames(path, [0], backend=backend).numpy(), reference[[0]])
 
 
 # ------------------------------------------------------------------------------- torchcodec
