@@ -1,11 +1,14 @@
-"""Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
-H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
-fallback between backends; every kind of bad file raising DecodeError naming the file; the
-same frames from encoded bytes in memory (with and without a known VideoInfo); decord's
-console noise kept out of the console; and torchcodec against PyAV.
+"""Tests for videoattn.data.decode and its backends: PyAV and decord against a plain sequential
+PyAV decode, on H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long
+GOP; VP9 in .webm (Something-Something v2's format) for every backend, checked against the
+source frames; the fallback between backends, each imported only when used; every kind of bad
+file raising DecodeError naming the file; the same frames from encoded bytes in memory (with
+and without a known VideoInfo); decord's console noise kept out of the console; and torchcodec
+against PyAV.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import sys
@@ -120,26 +123,41 @@ def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
         read_frames(path, [4, 2], fallback=False)
 
 
-_IMPORTED_LIBRARIES = """
-import sys
+_IMPORTS = """
+import json, sys
 import videoattn.data.decode as decode
 loaded = lambda: sorted({"av", "decord", "torchcodec"} & set(sys.modules))
-print(loaded())
+cuda = lambda: {line.split()[-1] for line in open("/proc/self/maps") if "/nvidia/" in line} if sys.platform == "linux" else set()
+steps = [loaded()]
 decode.read_frames(sys.argv[1], [0])
-print(loaded())
+steps.append(loaded())
+before = cuda()
 decode.read_frames(sys.argv[1], [0], backend="decord")
-print(loaded())
+steps.append(loaded())
+new_cuda = len(cuda() - before)
+import decord
+preload = getattr(getattr(decord, "_ffi", None) and decord._ffi.base, "_preload_cuda_libs", None)
+if preload is not None:  # the control: decord2's own preload, which the backend's import skipped
+    preload()
+print(json.dumps(dict(steps=steps, new_cuda=new_cuda, preload_cuda=len(cuda() - before) if preload else None)))
 """
 
 
-def test_backends_are_imported_only_when_used(make_video) -> None:
+def test_decoders_are_imported_only_when_used(make_video) -> None:
     """Importing the front imports no decoder; a PyAV read imports PyAV only (decord, the fallback,
-    is not needed); decord is imported when asked for; torchcodec never unless asked for."""
+    is not needed); decord is imported when asked for, without the CUDA libraries that decord2
+    3.4.0's own import loads from the nvidia pip packages (torch's CUDA wheels install them:
+    measured +419 MB resident per process); torchcodec is never imported unless asked for."""
+    import json
     import subprocess
 
     path = make_video("lazy.mp4", num_frames=5)
-    out = subprocess.run([sys.executable, "-c", _IMPORTED_LIBRARIES, str(path)], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:3] == ["[]", "['av']", "['av', 'decord']"], out.stdout
+    out = subprocess.run([sys.executable, "-c", _IMPORTS, str(path)], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout)
+    assert found["steps"] == [[], ["av"], ["av", "decord"]], found
+    assert found["new_cuda"] == 0, found
+    if found["preload_cuda"] is not None and importlib.util.find_spec("nvidia") is not None:
+        assert found["preload_cuda"] > 0, found  # there was something to skip
 
 
 def test_out_of_range_and_bad_arguments(make_video) -> None:
