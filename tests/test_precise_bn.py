@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -75,13 +74,53 @@ def test_layers_kept_in_eval_mode_by_the_model_are_not_touched() -> None:
     torch.testing.assert_close(model.live.running_mean, _population(_data())[0])
 
 
+def test_frozen_statistics_are_kept_and_used_as_in_training() -> None:
+    """A BatchNorm frozen as Lightning's BaseFinetuning.freeze and FreezeBackbone leave it (buffers
+    kept, track_running_stats False) keeps its statistics and, in eval mode, normalises with them
+    during the passes: the next layer sees what it sees in training."""
+    frozen, live = nn.BatchNorm3d(3), nn.BatchNorm3d(3)
+    frozen.running_mean.fill_(1.0)
+    frozen.running_var.fill_(4.0)
+    frozen.track_running_stats = False
+    model = nn.Sequential(frozen, live)
+    model[0].eval()  # FreezeBackbone's mode during training; the rest of the model trains
+    update_precise_bn(model, _data(), 5)
+    assert torch.equal(frozen.running_mean, torch.full((3,), 1.0)) and torch.equal(frozen.running_var, torch.full((3,), 4.0))
+    mean, var = _population([(x - 1.0) / (4.0 + frozen.eps) ** 0.5 for x in _data()])
+    torch.testing.assert_close(live.running_mean, mean)
+    torch.testing.assert_close(live.running_var, var)
+    assert model.training and not frozen.training  # each module's mode restored, not model.train(was_training)
+
+
+def test_a_layer_unused_by_a_batch_counts_only_the_batches_it_saw() -> None:
+    class Alternate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.even, self.odd = nn.BatchNorm3d(3), nn.BatchNorm3d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.even(x) if x.mean() < 1.5 else self.odd(x)  # _data: batch i has mean ~i
+
+    model = Alternate()
+    update_precise_bn(model, _data(), 5)
+    data = _data()
+    torch.testing.assert_close(model.even.running_mean, _population(data[:2])[0])
+    torch.testing.assert_close(model.odd.running_var, _population(data[2:])[1])
+
+
 def test_empty_loader_and_bad_count_raise() -> None:
     with pytest.raises(ValueError, match="empty"):
         update_precise_bn(nn.BatchNorm3d(3), [], 10)
     with pytest.raises(ValueError, match="num_batches"):
         update_precise_bn(nn.BatchNorm3d(3), _data(), 0)
-    with pytest.raises(ValueError, match="precise BN"):  # an unsized iterable that ends early
-        update_precise_bn(nn.BatchNorm3d(3), iter(_data(2)), 3)
+    bn = nn.BatchNorm3d(3, momentum=0.2)
+    with pytest.raises(ValueError, match="precise BN: the loader ended after 2 of 3 batches"):  # an unsized iterable
+        update_precise_bn(bn, iter(_data(2)), 3)
+    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))  # left as it was
+    assert bn.momentum == 0.2
+    shared = nn.BatchNorm3d(3)
+    with pytest.raises(ValueError, match="BatchNorm '1' runs twice in one forward pass"):
+        update_precise_bn(nn.Sequential(nn.Identity(), shared, shared), _data(), 2)
 
 
 def _worker(rank: int, port: int, out: dict) -> None:
@@ -106,3 +145,4 @@ def test_ddp_averages_statistics_over_processes() -> None:
     for rank in range(2):
         torch.testing.assert_close(results[rank][0], (per_rank[0][0] + per_rank[1][0]) / 2)
         torch.testing.assert_close(results[rank][1], (per_rank[0][1] + per_rank[1][1]) / 2)
+
