@@ -1,12 +1,18 @@
-"""Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average."""
+"""Tests for videoattn.precise_bn: population BatchNorm statistics, frozen layers, DDP average,
+and the PreciseBN callback together with FreezeBackbone in a fit.
+"""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.utils.data import DataLoader
 
 from videoattn.precise_bn import update_precise_bn
 
@@ -146,3 +152,52 @@ def test_ddp_averages_statistics_over_processes() -> None:
         torch.testing.assert_close(results[rank][0], (per_rank[0][0] + per_rank[1][0]) / 2)
         torch.testing.assert_close(results[rank][1], (per_rank[0][1] + per_rank[1][1]) / 2)
 
+
+# ------------------------------------------- PreciseBN together with FreezeBackbone (issue 23, 8b)
+class _TinyNet(nn.Module):
+    """BatchNorm, a 1x1x1 conv, BatchNorm, global pooling, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn_in, self.conv, self.bn = nn.BatchNorm3d(3), nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(self.conv(self.bn_in(x))).relu().mean((2, 3, 4)))  # [N, C, T, H, W] -> [N, 3]
+
+
+def _batches(n: int, seed: int) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    items = [{"video": torch.randn(3, 2, 4, 4, generator=g) * 2 + 1, "label": i % 3, "video_index": i, "path": f"v{i}.mp4"} for i in range(n)]
+    return DataLoader(items, batch_size=4)
+
+
+def test_freeze_backbone_with_precise_bn_keeps_the_loaded_statistics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FreezeBackbone keeps the backbone's BatchNorm statistics as loaded; PreciseBN, before each
+    validation, recomputes the statistics that training updates. Only the head trains, so after two
+    epochs, each followed by precise BN and a validation, the backbone's state is as loaded."""
+    from lightning.pytorch import Trainer  # here, not at the top: the DDP test's spawned workers import this file
+
+    import videoattn.callbacks.precise_bn as callback_module
+    from videoattn.module import VideoClassifier
+
+    calls: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        calls.append(update_precise_bn(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(callback_module, "update_precise_bn", spy)
+    torch.manual_seed(0)
+    backbone = _TinyNet()
+    for bn in (backbone.bn_in, backbone.bn):  # "loaded" statistics, not the defaults
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    model = VideoClassifier(backbone, num_classes=3, freeze_backbone=True, precise_bn_batches=3, lr=0.1)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    trainer = Trainer(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0, max_epochs=2)
+    trainer.fit(model, train_dataloaders=_batches(12, 0), val_dataloaders=_batches(4, 1))
+    assert calls == [3, 3]  # precise BN ran before each of the two validations
+    after = backbone.state_dict()
+    assert {k for k in before if not torch.equal(before[k], after[k])} == {"head.weight", "head.bias"}
