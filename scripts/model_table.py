@@ -1,7 +1,8 @@
 """Parameters and GFLOPs per view of every registered model (or those named), at each recipe's
-input, as one JSON line per model: model, input, params, gflops, the inserted blocks (count,
-class, params, gflops) and the run's commit, machine and date. GFLOPs: torch's FlopCounterMode,
-one multiply-add = one FLOP (videoattn.models.flops.model_card, as `videoattn flops NAME`).
+input, as one JSON line per model: model, input, params, gflops (and flops, the exact count of
+multiply-adds), the inserted blocks (count, class, params, gflops, flops) and the run's commit,
+machine and date. GFLOPs: torch's FlopCounterMode, one multiply-add = one FLOP
+(videoattn.models.flops.model_card, as `videoattn flops NAME`).
 
   python scripts/model_table.py                         # all models -> docs/results/models.jsonl
   python scripts/model_table.py i3d_r50 i3d_r50_nl --out /tmp/models.jsonl
@@ -54,10 +55,12 @@ def row(card: ModelCard, **run: str) -> dict:
         "input": card.input_shape,
         "params": card.params,
         "gflops": round(card.flops / 1e9, 4),
+        "flops": card.flops,
         "blocks": len(card.blocks),
         "block": ", ".join(blocks) or None,
         "block_params": sum(b.params for b in card.blocks),
         "block_gflops": round(sum(b.flops for b in card.blocks) / 1e9, 4),
+        "block_flops": sum(b.flops for b in card.blocks),
         **run,
     }
 

@@ -234,7 +234,8 @@ def test_model_table_script_writes_one_json_line_per_model(tmp_path: Path, capsy
     assert [r["model"] for r in rows] == ["i3d_tiny", "i3d_tiny_nl"]
     assert rows[1]["params"] == card.params and rows[1]["gflops"] == round(card.flops / 1e9, 4) and rows[1]["input"] == "8x112x112"
     assert (rows[1]["blocks"], rows[1]["block"], rows[0]["blocks"]) == (2, "NonLocal3d", 0)
-    assert rows[1]["block_gflops"] == round(sum(b.flops for b in card.blocks) / 1e9, 4)
+    assert rows[1]["flops"] == card.flops and rows[1]["block_flops"] == sum(b.flops for b in card.blocks)
+    assert rows[1]["block_gflops"] == round(rows[1]["block_flops"] / 1e9, 4)
     assert all(r["commit"] and r["machine"] and len(r["date"]) == 10 for r in rows)
     with pytest.raises(SystemExit):
         script.main(["i3d_r34", "--out", str(out)])
