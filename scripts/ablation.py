@@ -226,7 +226,7 @@ def summarise(results: list[dict], args: argparse.Namespace, task: Task) -> str:
         f"the softmax of the {views[0]} temporal x {views[1]} spatial views averaged per video. Δ: the difference of the means "
         "to the baseline's, with its 95% confidence interval by Welch's t (unequal variances, Welch-Satterthwaite degrees "
         "of freedom; with 3 seeds per row an interval is wide: it excludes 0 only for a difference several standard "
-        "deviations large). GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes of "
+        "deviations large). GFLOPs per view (torch FlopCounterMode, one multiply-add = one FLOP). Train time: wall-clock minutes of "
         f"`videoattn fit` (training and validation) on a {os.cpu_count()}-core CPU with {'/'.join(map(str, threads))} torch "
         f"thread(s) per run, {args.jobs} run(s) at a time: compare the rows with each other, not with other machines.\n\n"
         f"{table}\n\n![ablation]({stem.with_suffix('.png').name})\n\n"
