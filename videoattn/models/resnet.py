@@ -77,11 +77,12 @@ class Bottleneck(nn.Module):
     def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, conv_a_kernel: Kernel, conv_b_kernel: Kernel,
                  spatial_stride: int = 1, conv_b_layer: Callable[..., nn.Module] = nn.Conv3d) -> None:
         super().__init__()
-        self.conv_a = nn.Conv3d(dim_in, dim_inner, kernel_size=tuple(conv_a_kernel), padding=_same_padding(conv_a_kernel), bias=False)
+        self.conv_a = nn.Conv3d(dim_in, dim_inner, kernel_size=tuple(conv_a_kernel), padding=_same_padding(conv_a_kernel),
+                                bias=False)
         self.norm_a = nn.BatchNorm3d(dim_inner)
         self.act_a = nn.ReLU()
-        self.conv_b = conv_b_layer(dim_inner, dim_inner, kernel_size=tuple(conv_b_kernel), stride=(1, spatial_stride, spatial_stride),
-                                   padding=_same_padding(conv_b_kernel), bias=False)
+        self.conv_b = conv_b_layer(dim_inner, dim_inner, kernel_size=tuple(conv_b_kernel),
+                                   stride=(1, spatial_stride, spatial_stride), padding=_same_padding(conv_b_kernel), bias=False)
         self.norm_b = nn.BatchNorm3d(dim_inner)
         self.act_b = nn.ReLU()
         self.conv_c = nn.Conv3d(dim_inner, dim_out, kernel_size=1, bias=False)
@@ -106,8 +107,9 @@ class ResBlock(nn.Module):
     def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, conv_a_kernel: Kernel, conv_b_kernel: Kernel,
                  spatial_stride: int = 1, conv_b_layer: Callable[..., nn.Module] = nn.Conv3d) -> None:
         super().__init__()
-        projection = dim_in != dim_out or spatial_stride != 1
-        self.branch1_conv = nn.Conv3d(dim_in, dim_out, kernel_size=1, stride=(1, spatial_stride, spatial_stride), bias=False) if projection else None
+        projection = dim_in != dim_out or spatial_stride != 1  # else the shortcut is the identity (both None)
+        stride = (1, spatial_stride, spatial_stride)
+        self.branch1_conv = nn.Conv3d(dim_in, dim_out, kernel_size=1, stride=stride, bias=False) if projection else None
         self.branch1_norm = nn.BatchNorm3d(dim_out) if projection else None
         self.branch2 = Bottleneck(dim_in, dim_inner, dim_out, conv_a_kernel=conv_a_kernel, conv_b_kernel=conv_b_kernel,
                                   spatial_stride=spatial_stride, conv_b_layer=conv_b_layer)
@@ -271,7 +273,8 @@ def check_stage_depths(stage_depths: Sequence[int] | None, depths: Sequence[int]
     if len(stage_depths) != len(depths) or any(
         isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= full for d, full in zip(stage_depths, depths)
     ):
-        raise ValueError(f"stage_depths must be {len(depths)} ints, each from 1 to {tuple(depths)} (res2..res5), got {tuple(stage_depths)!r}")
+        raise ValueError(f"stage_depths must be {len(depths)} ints, each from 1 to {tuple(depths)} (res2..res5), "
+                         f"got {tuple(stage_depths)!r}")
 
 
 def keep_first_blocks(model: nn.Module, stage_depths: Sequence[int]) -> None:
