@@ -176,6 +176,7 @@ def test_tiny_keeps_the_r50_module_layout() -> None:
 
 @pytest.mark.parametrize("name", ["i3d_tiny", "slowfast_tiny"])
 def test_eval_mode_returns_logits_not_probabilities(name: str) -> None:
+    torch.manual_seed(0)  # the weights drawn below, whatever ran before
     model = pretend_pretrained(create_model(name, num_classes=5)).eval()
     with torch.no_grad():
         nn.init.normal_(model.blocks[-1].proj.weight, std=1.0)
