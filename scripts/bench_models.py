@@ -34,7 +34,8 @@ def pytorchvideo_i3d_nl(frames: int, size: int) -> nn.Module:
 
 def bench_blocks(batch: int, frames: int, size: int, repeats: int, nl_kwargs: dict) -> None:
     """Forward + backward of the five NL blocks alone at their i3d_r50 feature shapes: the only
-    code that differs between the two models (the backbone modules are the same pytorchvideo ones)."""
+    code that differs between the two models (the backbones are pytorchvideo's and videoattn's
+    equal modules, with the same weights)."""
     from videoattn.blocks import NonLocal3d
 
     t = frames // 2  # after the temporal max-pool behind res2

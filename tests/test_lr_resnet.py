@@ -1,18 +1,20 @@
 """LR-Net-50 backbones: the paper's parameter count at 1000 classes, its FLOPs per 224x224 frame
 against ResNet-50 counted the same way, where the local relation layers sit and with which
-neighbourhoods, and a forward pass of a small clip.
+neighbourhoods, a forward pass of a small clip, and the same modules and initial weights as the
+LR-Net built on pytorchvideo's pieces (the reference until videoattn built its own).
 """
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
+from reference_backbones import pytorchvideo_lr_resnet
 from torch import nn
 
 from videoattn.blocks import LocalRelation3d
 from videoattn.models import create_model, list_models, res_stage_paths
 from videoattn.models.flops import flop_counter
-from videoattn.models.lr_resnet import build_lr_resnet, lr_groups
+from videoattn.models.lr_resnet import _I3D_TEMPORAL, build_lr_resnet, lr_groups
 
 
 def _params(model: nn.Module) -> int:
@@ -94,3 +96,24 @@ def test_a_small_clip_goes_through() -> None:
     model.train()
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_same_modules_and_initial_weights_as_on_pytorchvideos_pieces() -> None:
+    """i3d_lr50 (full depth) from the same seed: the module paths, state-dict keys and every initial
+    weight of the LR-Net built with pytorchvideo's Net / ResStage / block builders, and its logits."""
+    torch.manual_seed(0)
+    reference = pytorchvideo_lr_resnet(temporal=_I3D_TEMPORAL, stem_temporal=5)
+    torch.manual_seed(0)
+    ours = create_model("i3d_lr50")
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in reference.named_modules()]
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: faster, and much faster on a busy machine
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(ours.eval()(x), reference.eval()(x), rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
