@@ -19,13 +19,14 @@ What the paper leaves open, and the choice made here:
 - The stem has BatchNorm + ReLU between the 1x1 conv and the LR layer, as between every two
   layers of a ResNet; it keeps ResNet's 3x3 max-pool with stride 2. Downsampling is in the LR layer
   of the first block of res3-res5 (where ResNet-50 v1.5 strides its 3x3 conv).
-- FLOPs: counted as everywhere in videoattn (fvcore, one multiply-add = one FLOP; the LR op: its
-  composability and aggregation multiply-adds, softmax not counted) LR-Net-50 has 4.06 GFLOPs per
-  224x224 frame and torchvision's ResNet-50 4.11: equal within 2%, as in the paper's table, but
-  5.6% below the paper's absolute 4.3. LR-Net-26 (depths 2, 2, 2, 2) counts 14.62M parameters and
-  2.40 GFLOPs here against the paper's 14.7M and 2.6: the paper's FLOPs are 0.2-0.25 G above this
-  counting at both depths, while the parameters agree within 0.6%. No choice left open by the
-  paper adds 0.25 GFLOPs without also changing the parameters (docs/models.md).
+- FLOPs: counted as everywhere in videoattn (torch's FlopCounterMode, one multiply-add = one FLOP,
+  norms not counted; the LR op: its composability and aggregation multiply-adds, softmax not
+  counted) LR-Net-50 has 4.03 GFLOPs per 224x224 frame and torchvision's ResNet-50 4.09: equal
+  within 2%, as in the paper's table, but 6% below the paper's absolute 4.3. LR-Net-26 (depths
+  2, 2, 2, 2) counts 14.62M parameters and 2.38 GFLOPs here against the paper's 14.7M and 2.6: the
+  paper's FLOPs are 0.2-0.27 G above this counting at both depths, while the parameters agree
+  within 0.6%. No choice left open by the paper adds 0.25 GFLOPs without also changing the
+  parameters (docs/models.md).
 - Video: ``c2d_lr50`` runs the 2D network on every frame (LR kernels 1x7x7) with c2d_r50's
   temporal max-pool after res2; ``i3d_lr50`` gives the LR layer a temporal extent where i3d_r50 has
   one: 3x7x7 in the blocks whose conv_a i3d_r50 inflates to 3x1x1 (conv_a stays 1x1x1 here) and
