@@ -116,7 +116,7 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no video files"):
         load_annotations("empty_dir", tmp_path)
     (tmp_path / "bad.csv").write_text("label,youtube_id,time_start,time_end,split\nyoga,abc,,10,train\n")
-    with pytest.raises(ValueError, match="bad.csv: row 0"):
+    with pytest.raises(ValueError, match=r"bad.csv:2: row 0 lacks youtube_id/time_start/time_end: .yoga,abc,,10,train."):
         load_annotations("bad.csv", tmp_path)
 
 

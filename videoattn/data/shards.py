@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from videoattn.data.annotations import VideoRecord, read_class_list, write_class_list
+from videoattn.data.annotations import VideoRecord, VideoRecords, read_class_list, write_class_list
 from videoattn.data.decode import DecodeError, VideoInfo, check_video, decode_frames, probe_video
 
 __all__ = [
@@ -132,7 +132,7 @@ def write_shards(
         "check": check,
         "chunk_bytes": chunk_bytes,
         "classes": list(classes),
-        "records": hashlib.sha256(json.dumps([[r.path, r.label, r.row] for r in records]).encode()).hexdigest(),
+        "records": _fingerprint(records),
     }
     _claim(out, plan)
     if not (out / INDEX_FILE).exists():
@@ -143,6 +143,16 @@ def write_shards(
         _run_parts(jobs, workers=workers, total=len(records), done_before=done_before, progress=progress)
         _merge(out, num_parts)
     return _finish(out, records, classes, source, check)
+
+
+def _fingerprint(records: Sequence[VideoRecord]) -> str:
+    """sha256 of the records as the JSON list ``[[path, label, row], ...]`` (VideoRecords: from
+    its columns, without a VideoRecord per row)."""
+    if isinstance(records, VideoRecords):
+        rows = zip(records.paths, records.labels.tolist(), records.rows.tolist())
+    else:
+        rows = ((r.path, r.label, r.row) for r in records)
+    return hashlib.sha256(json.dumps(list(rows)).encode()).hexdigest()
 
 
 def _claim(out: Path, plan: dict[str, Any]) -> None:
