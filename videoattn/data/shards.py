@@ -118,7 +118,7 @@ def write_shards(
         raise ValueError(f"part_size and workers must be >= 1, got {part_size} and {workers}")
     if not records:
         raise ValueError("no videos to shard: the annotation list is empty")
-    labels = {r.label for r in records}
+    labels = set(np.unique(records.labels).tolist()) if isinstance(records, VideoRecords) else {r.label for r in records}
     if not labels <= set(range(-1, len(classes))):
         raise ValueError(f"labels {sorted(labels - set(range(-1, len(classes))))[:5]} are outside the {len(classes)} classes")
     if os.fspath(out).startswith(REMOTE_PREFIXES + ("file://",)):

@@ -11,11 +11,12 @@ module with string operations only.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from itertools import chain, islice
 from typing import Callable
 
-from videoattn.data.formats.base import RawAnnotations, joiner
+from videoattn.data.formats.base import RawAnnotations, joiner, read_text
 
 __all__ = ["COLUMNS", "NAME", "detect", "kinetics_filename", "read"]
 
@@ -65,46 +66,50 @@ def detect(path: str) -> bool:
 def read(path: str, root: str, *, subset: str = "train", split: int | None = None) -> RawAnnotations:
     """Read a Kinetics CSV; videos under ``root`` in the layout the first rows' files show."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = [c.strip().lower() for c in next(reader, [])]
-        except csv.Error as exc:
-            raise ValueError(f"{path}:1: {exc}") from None
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{path}:1: a Kinetics CSV needs the columns {', '.join(COLUMNS)} (and label, split); its header is {','.join(header)!r}")
-        columns = [header.index(c) if c in header else None for c in ("label", "youtube_id", "time_start", "time_end", "split")]
-        get = _getter(columns)
-        paths: list[str] = []
-        labels: list[str | None] = []
-        try:
-            first = [row for row in islice(reader, _PROBE_ROWS) if row]
-            join = joiner(root)
-            layout = _layout(first, get, join, stem)
-            # the layout's folders as flags, the root (and a stem folder) as one prefix: a row
-            # costs string operations only (no call to a function of ours)
-            with_split, with_label = layout.startswith("{split}"), "{label}" in layout
-            prefix = join(f"{stem}/" if layout.startswith("{stem}") else "")
-            add_path, add_label = paths.append, labels.append
-            for row in chain(first, reader):
-                if not row:
-                    continue  # a blank line
-                label, youtube_id, start, end, split_name = get(row)
-                youtube_id, label = youtube_id.strip(), label.strip()
-                if not (youtube_id and start and end):
-                    raise ValueError("lacks youtube_id/time_start/time_end")
-                start = start.zfill(6) if start.isdigit() and start.isascii() else _seconds(start)
-                end = end.zfill(6) if end.isdigit() and end.isascii() else _seconds(end)
-                split_name = split_name.strip() if with_split else ""
-                folders = (split_name + "/" if split_name else "") + (label + "/" if with_label and label else "")
-                add_path(f"{prefix}{folders}{youtube_id}_{start}_{end}.mp4")
-                add_label(label or None)
-        except (ValueError, IndexError, csv.Error) as exc:
-            row_index = len(paths)
-            reason = "has fewer columns than its header" if isinstance(exc, IndexError) else str(exc)
-            line = _line_of_row(path, row_index)
-            raise ValueError(f"{path}:{line}: row {row_index} {reason}: {_line(path, line)!r}") from None
+    text = read_text(path)
+    # what the rows need checked, decided once for the whole file: non-ASCII digits (whose
+    # isdigit() is true), spaces around fields
+    ascii_digits = text.isascii()
+    padded = any(pad in text for pad in (", ", " ,", " \n", "\n "))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [c.strip().lower() for c in next(reader, [])]
+    except csv.Error as exc:
+        raise ValueError(f"{path}:1: {exc}") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path}:1: a Kinetics CSV needs the columns {', '.join(COLUMNS)} (and label, split); its header is {','.join(header)!r}")
+    columns = [header.index(c) if c in header else None for c in ("label", "youtube_id", "time_start", "time_end", "split")]
+    get = _getter(columns)
+    paths: list[str] = []
+    labels: list[str | None] = []
+    try:
+        first = [row for row in islice(reader, _PROBE_ROWS) if row]
+        join = joiner(root)
+        layout = _layout(first, get, join, stem)
+        # the layout's folders as flags, the root (and a stem folder) as one prefix: a row
+        # costs string operations only (no call to a function of ours)
+        with_split, with_label = layout.startswith("{split}"), "{label}" in layout
+        prefix = join(f"{stem}/" if layout.startswith("{stem}") else "")
+        add_path, add_label = paths.append, labels.append
+        for row in chain(first, reader):
+            if not row:
+                continue  # a blank line
+            label, youtube_id, start, end, split_name = get(row)
+            if padded:
+                label, youtube_id, start, end, split_name = label.strip(), youtube_id.strip(), start.strip(), end.strip(), split_name.strip()
+            if not (youtube_id and start and end):
+                raise ValueError("lacks youtube_id/time_start/time_end")
+            start = start.zfill(6) if start.isdigit() and (ascii_digits or start.isascii()) else _seconds(start)
+            end = end.zfill(6) if end.isdigit() and (ascii_digits or end.isascii()) else _seconds(end)
+            folders = (split_name + "/" if with_split and split_name else "") + (label + "/" if with_label and label else "")
+            add_path(f"{prefix}{folders}{youtube_id}_{start}_{end}.mp4")
+            add_label(label or None)
+    except (ValueError, IndexError, csv.Error) as exc:
+        row_index = len(paths)
+        reason = "has fewer columns than its header" if isinstance(exc, IndexError) else str(exc)
+        line = _line_of_row(path, row_index)
+        raise ValueError(f"{path}:{line}: row {row_index} {reason}: {_line(path, line)!r}") from None
 
     def locate(row: int) -> str:
         return f"{path}:{_line_of_row(path, row)}"

@@ -31,6 +31,8 @@ def read(path: str, root: str, *, subset: str = "train", split: int | None = Non
     """Read a list file; video paths are relative to ``root`` (or absolute)."""
     text = read_text(path)
     join = joiner(root)
+    prefix = join("")
+    plain = os.sep == "/"  # a relative path is prefix + path (else: join, for Windows drives)
     paths: list[str] = []
     labels: list[str | int | None] = []
     add_path, add_label = paths.append, labels.append
@@ -44,23 +46,25 @@ def read(path: str, root: str, *, subset: str = "train", split: int | None = Non
             parts = line.rsplit(maxsplit=1)
             video, token = (parts[0], parts[1]) if len(parts) == 2 else ("", line)
         label: str | int | None
+        token = token.strip()
         if not video:  # a path alone
             video, label = line, None
+        elif token.isdigit() and token.isascii():  # the common case, without a call of ours
+            label = int(token)
         else:
             label = parse_label(token)
             if isinstance(label, str) and label.lower().endswith(VIDEO_EXTENSIONS):
                 video, label = line, None  # a path with a space and no label
-            else:
-                video = video.strip()
+        video = video.strip()
         if not video:
             raise ValueError(f"{_where(text, path, len(paths))}: empty path in line {line!r}")
-        add_path(join(video))
+        add_path(prefix + video if plain and video[0] not in "/~." else join(video))
         add_label(label)
 
     def locate(row: int) -> str:
         return _where(text, path, row)
 
-    return RawAnnotations(paths, labels if any(label is not None for label in labels) else None, str(path), locate=locate)
+    return RawAnnotations(paths, labels if labels.count(None) < len(labels) else None, str(path), locate=locate)
 
 
 def _where(text: str, path: str | os.PathLike, row: int) -> str:
