@@ -84,10 +84,11 @@ def joiner(root: str | os.PathLike) -> Callable[[str], str]:
 
 
 def read_text(path: str | os.PathLike, what: str = "annotation file") -> str:
-    """The file's text (UTF-8, a BOM dropped); a missing or non-text file is a ValueError naming it."""
+    """The file's text (UTF-8, a BOM dropped); a missing or non-text file (not UTF-8, a NUL
+    character) is a ValueError naming it and the line."""
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return f.read()
+            text = f.read()
     except FileNotFoundError:
         raise ValueError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
@@ -95,6 +96,9 @@ def read_text(path: str | os.PathLike, what: str = "annotation file") -> str:
     except UnicodeDecodeError as exc:
         line = open(path, "rb").read()[: exc.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); is it an annotation file?") from None
+    if "\0" in text:
+        raise ValueError(f"{path}:{text.count(chr(10), 0, text.index(chr(0))) + 1}: a NUL character; is it an annotation file?")
+    return text
 
 
 def video_base(root: str, candidates: Sequence[str], relative: Sequence[str], dataset: str, source: str) -> str:
