@@ -41,3 +41,11 @@ def test_records_memory_is_the_paths_plus_a_few_bytes_per_row() -> None:
     path_bytes = sum(len(p) + 1 for p in paths)
     assert records.nbytes <= path_bytes + 12 * len(paths)  # 8 (offset) + 4 (label); rows implicit
     assert records[1234] == VideoRecord(paths[1234], 1234 % 400, 1234)
+
+
+def test_digest_tells_records_apart() -> None:
+    records = VideoRecords(PATHS, [0, 1, 2, 3, 4])
+    assert records.digest() == VideoRecords(list(PATHS), np.arange(5)).digest() == records[0:5].digest()
+    others = [VideoRecords(PATHS[:4] + ["/d/f.webm"], np.arange(5)), VideoRecords(PATHS, [0, 1, 2, 3, 3]), VideoRecords(PATHS, np.arange(5), np.arange(1, 6)),
+              VideoRecords(["/d/a.mp", "4"] + PATHS[1:4], np.arange(5))]
+    assert len({records.digest()} | {o.digest() for o in others}) == 5

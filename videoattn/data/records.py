@@ -6,6 +6,7 @@ refcounts (pytorch/pytorch#13246); a VideoRecord is made when a row is read.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, overload
 
@@ -114,6 +115,14 @@ class VideoRecords(Sequence[VideoRecord]):
     def rows(self) -> np.ndarray:
         """Row per video, int64."""
         return np.arange(len(self), dtype=np.int64) if self._rows is None else self._rows
+
+    def digest(self) -> str:
+        """sha256 (hex) of the records: the paths (UTF-8, each ended by a NUL), labels (int32)
+        and rows (int64), little-endian; no object per row."""
+        digest = hashlib.sha256(self._blob)
+        digest.update(self._labels.astype("<i4").tobytes())
+        digest.update(self.rows.astype("<i8").tobytes())
+        return digest.hexdigest()
 
     @property
     def nbytes(self) -> int:

@@ -132,7 +132,7 @@ def write_shards(
         "check": check,
         "chunk_bytes": chunk_bytes,
         "classes": list(classes),
-        "records": _fingerprint(records),
+        "records": (records if isinstance(records, VideoRecords) else VideoRecords.from_records(records)).digest(),
     }
     _claim(out, plan)
     if not (out / INDEX_FILE).exists():
@@ -143,16 +143,6 @@ def write_shards(
         _run_parts(jobs, workers=workers, total=len(records), done_before=done_before, progress=progress)
         _merge(out, num_parts)
     return _finish(out, records, classes, source, check)
-
-
-def _fingerprint(records: Sequence[VideoRecord]) -> str:
-    """sha256 of the records as the JSON list ``[[path, label, row], ...]`` (VideoRecords: from
-    its columns, without a VideoRecord per row)."""
-    if isinstance(records, VideoRecords):
-        rows = zip(records.paths, records.labels.tolist(), records.rows.tolist())
-    else:
-        rows = ((r.path, r.label, r.row) for r in records)
-    return hashlib.sha256(json.dumps(list(rows)).encode()).hexdigest()
 
 
 def _claim(out: Path, plan: dict[str, Any]) -> None:
