@@ -22,7 +22,6 @@ writes no duplicates; the part indexes are merged into ``index.json`` at the end
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import multiprocessing as mp
