@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     args.data = Path(args.data or Path(args.work) / args.task / "synth")
     if args.results is None:
-        args.results = f"{args.out}.jsonl" if args.out else str(ROOT / "docs" / "results" / f"ablation_{args.task}.jsonl")
+        args.results = f"{args.out}.jsonl" if args.out else str(_results_file().default_path(f"ablation_{args.task}"))
     args.out = args.out or str(ROOT / "docs" / f"ablation_{args.task}")
     if not (args.data / "train.csv").is_file():
         subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", args.task, "--videos-per-class",

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 RESULTS = DOCS / "results"
-MARKER = re.compile(r"<!-- results:(?P<name>[\w.:/-]+) -->(?P<body>.*?)<!-- /results -->", re.S)
+MARKER = re.compile(r"<!-- results:(?P<name>[\w.:,/-]+) -->(?P<body>.*?)<!-- /results -->", re.S)
 
 
 def _script(name: str):
@@ -156,18 +156,22 @@ def render_ablation_setup(page: Path, task: str) -> str:
             f"{machines}. Multi-view: {views[0]} temporal x {views[1]} spatial views per test video.")
 
 
-def render_ablation_brief(page: Path, task: str) -> str:
-    """The README's table of an ablation: multi-view top-1 per seed, mean ± std, difference to the baseline [95% CI]."""
+def render_ablation_brief(page: Path, task: str, variants: str = "") -> str:
+    """The README's table of an ablation: multi-view top-1 per seed, mean ± std, difference to the
+    baseline [95% CI]; ``variants``: a comma-separated subset of the rows."""
     results, ablation = _ablation(task)
     rows = []
-    for variant in ablation.present(results):
+    chosen = [v for v in variants.split(",") if v]
+    shown: list[dict] = []
+    for variant in [v for v in ablation.present(results) if not chosen or v in chosen]:
         mine = sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
         mean, std = ablation.mean_std([r["video_top1"] for r in mine])
         rows.append([f"{ablation.label(variant)}", " / ".join(f"{r['video_top1']:.3f}" for r in mine), f"{mean:.3f} ± {std:.3f}",
                      ablation.delta(results, variant, "video_top1")])
+        shown += mine
     backbone = next((r["model"] for r in results if r["variant"] == "baseline"), "baseline")
     return table([f"model (`{backbone}` + block)", "multi-view top-1 per seed", "mean ± std", "Δ vs baseline [95% CI]"], rows) \
-        + "\n\n" + provenance(results, page, f"ablation_{task}")
+        + "\n\n" + provenance(shown, page, f"ablation_{task}")
 
 
 def render_ablation_delta(page: Path, task: str, variant: str, key: str = "video_top1") -> str:
@@ -341,6 +345,44 @@ def render_bench_gpu(page: Path, part: str) -> str:
     return body + "\n\n" + provenance(records, page, "bench_gpu")
 
 
+def render_attention_share(page: Path) -> str:
+    """scripts/attention_share.py: attention of a query on one object that falls on its partner, over the uniform share."""
+    records = read("attention_share")
+    rows = [[r["model"], r["block"], f"{r['mean']:.2f}", "—" if r.get("median") is None else f"{r['median']:.2f}", str(r.get("videos", ""))]
+            for r in records]
+    return table(["model", "block", "mean", "median", "test videos"], rows, "llrrr") + "\n\n" + provenance(records, page, "attention_share")
+
+
+def render_gc_diagnose(page: Path, kind: str = "table") -> str:
+    """The Global Context diagnosis (scripts/gc_diagnose.py): ``table``, the per-seed measures of each
+    placement; ``curve``, validation top-1 over the 16-epoch recipe (seed 0)."""
+    records = read("gc_diagnose")
+    configs = list(dict.fromkeys(r["config"] for r in records))
+    labels = {r["config"]: r["config_label"] for r in records}
+    fmt = lambda v: f"{v:g}"  # noqa: E731  (as measured: 0.3, 26.8, 0.944)
+    if kind == "table":
+        measures = list(dict.fromkeys(r["measure"] for r in records if "seed" in r and "epoch" not in r and not r["measure"].startswith("multiview")))
+        rows = []
+        for m in measures:
+            mine = [r for r in records if r["measure"] == m]
+            row = [mine[0]["label"]]
+            for c in configs:
+                values = [r["value"] for r in sorted((r for r in mine if r["config"] == c), key=lambda r: r["seed"])]
+                row.append(" / ".join(fmt(v) for v in values) if values else "—")
+            rows.append(row)
+        return table(["seeds 0 / 1 / 2", *(labels[c] for c in configs)], rows) + "\n\n" + provenance(records, page, "gc_diagnose")
+    if kind == "curve":
+        mine = [r for r in records if r["measure"] == "val_top1_16_epochs"]
+        epochs = sorted({r["epoch"] for r in mine})
+        shown = [c for c in configs if any(r["config"] == c for r in mine)]
+        final = {r["config"]: r["value"] for r in records if r["measure"] == "multiview_top1_16_epochs"}
+        rows = [[labels[c], *(next((fmt(r["value"]) for r in mine if r["config"] == c and r["epoch"] == e), "—") for e in epochs),
+                 fmt(final[c]) if c in final else "—"] for c in shown]
+        return (table(["seed 0, actions recipe", *(f"val top-1, epoch {e}" for e in epochs), "multi-view top-1"], rows, "l" + "r" * (len(epochs) + 1))
+                + "\n\n" + provenance(mine, page, "gc_diagnose"))
+    raise RenderError(f"unknown gc-diagnose kind {kind!r}: table or curve")
+
+
 def render_latest(page: Path, name: str) -> str:
     """The latest run of any results file as a table of its fields (for benchmarks without a dedicated renderer)."""
     path = RESULTS / f"{name}.jsonl"
@@ -413,6 +455,8 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "bench-predict": render_bench_predict,
     "bench-models": render_bench_models,
     "bench-gpu": render_bench_gpu,
+    "attention-share": render_attention_share,
+    "gc-diagnose": render_gc_diagnose,
     "latest": render_latest,
     "models": render_models,
     "speed": render_speed,
@@ -451,6 +495,10 @@ def render_text(text: str, page: Path) -> str:
             raise RenderError(f"{_shown(page)}: {name} renders several lines; put it on its own lines")
         return f"<!-- results:{name} -->{out}<!-- /results -->"
 
+    opened = text.count("<!-- results:")
+    if opened != len(MARKER.findall(text)):
+        raise RenderError(f"{_shown(page)}: a `<!-- results:NAME -->` marker without its `<!-- /results -->`, or a NAME with "
+                          "characters other than letters, digits and . : , / -")
     return MARKER.sub(replace, text)
 
 

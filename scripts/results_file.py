@@ -63,8 +63,9 @@ def metadata(gpu: str | None = None) -> dict[str, str]:
 
 
 def default_path(name: str) -> Path:
-    """docs/results/NAME.jsonl."""
-    return RESULTS_DIR / f"{name}.jsonl"
+    """docs/results/NAME.jsonl (under $VIDEOATTN_RESULTS_DIR instead when set: the tests that run
+    the docs' commands keep the repository's results untouched)."""
+    return Path(os.environ.get("VIDEOATTN_RESULTS_DIR") or RESULTS_DIR) / f"{name}.jsonl"
 
 
 def write(name_or_path: str | Path, records: Iterable[dict], *, gpu: str | None = None, meta: dict | None = None) -> Path:
