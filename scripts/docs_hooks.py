@@ -98,7 +98,7 @@ def options_table(entries: list[tuple[str, str]]) -> str:
     rows = ["| option | what | type | default |", "|---|---|---|---|"]
     for option, description in entries:
         what, typ, default = split_description(description)
-        names = ", ".join(f"`{name.strip()}`" for name in option.split(", "))
+        names = ", ".join(f"`{name.split()[0]}`" for name in option.split(", ") if name.strip())  # names, not metavars
         rows.append(f"| {names} | {_cell(what)} | {_cell(typ)} | {_cell(default)} |")
     return "\n".join(rows)
 
