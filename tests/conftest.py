@@ -57,3 +57,12 @@ def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
 def logits(model: nn.Module, x) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(x)
+
+
+@pytest.fixture(scope="session")
+def docs_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files the documentation's commands name (tests/docs_support.py), made once per session
+    for tests/test_docs_commands.py and tests/test_tutorials.py."""
+    import docs_support
+
+    return docs_support.make_world(tmp_path_factory.mktemp("docs_world"))
