@@ -59,6 +59,15 @@ def logits(model: nn.Module, x) -> torch.Tensor:
         return model.eval()(x)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _results_outside_the_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Scripts that tests run write their results files (scripts/results_file.py) to a temporary
+    folder, never to the repository's docs/results/."""
+    import os
+
+    os.environ["VIDEOATTN_RESULTS_DIR"] = str(tmp_path_factory.mktemp("results"))
+
+
 @pytest.fixture(scope="session")
 def docs_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files the documentation's commands name (tests/docs_support.py), made once per session
