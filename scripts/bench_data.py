@@ -47,6 +47,9 @@ from videoattn.data.decode import read_frames
 from videoattn.data.sampling import random_clip
 from videoattn.video_io import write_video
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/: the results file helper
+import results_file  # noqa: E402
+
 T, TAU, FPS = 8, 8, 30
 MEAN, STD = 0.45, 0.225
 # A train clip's random draws are seeded by (seed, epoch, video): LitData counts its first pass as
@@ -506,6 +509,12 @@ def annotations_main(args: argparse.Namespace) -> int:
             print(f"{what:<62}{wall:>8.3f}{rows / wall:>10,.0f}{wall / med[floor]:>6.2f}x{cpu:>8.3f}{cpu / med[floor + '_cpu']:>6.2f}x")
         print(f"records after setup: {med['held_bytes'] / 2**20:.1f} MB held (tracemalloc; {med['held_bytes'] / rows:.0f} bytes per row), "
               f"{med['records_nbytes'] / 2**20:.1f} MB in VideoRecords' arrays; peak during setup {med['peak_bytes'] / 2**20:.1f} MB")
+    path = results_file.chosen(args.results, "bench_annotations")
+    if path:
+        record = {"section": "annotations", "rows": rows, "repeats": args.repeats,
+                  **{k: round(v, 4) for k, v in med.items() if not k.endswith("bytes")},
+                  "held_mb": round(med["held_bytes"] / 2**20, 2), "peak_mb": round(med["peak_bytes"] / 2**20, 2)}
+        print(f"results: {results_file.write(path, [record])}")
     return 0
 
 
@@ -519,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-shards", action="store_true", help="skip files against shards (needs LitData: the shards extra)")
     parser.add_argument("--only", choices=("annotations",), default=None, help="run only this section")
     parser.add_argument("--rows", type=int, default=240_000, help="rows of the annotation list (--only annotations)")
+    results_file.add_argument(parser, "bench_data")
     args = parser.parse_args(argv)
     if args.only == "annotations":
         return annotations_main(args)
@@ -588,7 +598,38 @@ def main(argv: list[str] | None = None) -> int:
             for what, key in (("train sample, CPU ms in process", "train"), ("10x3 test video, CPU ms in process", "test")):
                 files, shards = med[f"cpu_files_{key}"], med[f"cpu_shards_{key}"]
                 print(f"{what:<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
+        path = results_file.chosen(args.results, "bench_data")
+        if path:
+            print(f"results: {results_file.write(path, [results_record(med, args)])}")
     return 0
+
+
+def results_record(med: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    """One run as a results line: the medians (seconds) and the ratios the docs' tables show
+    (docs/benchmarks/data.md): against pytorchvideo, the loader against the decode floor, shards
+    against files."""
+    vs = {"train": med["ptv_train"] / med["ours_train"], "train_2_per_decode": med["ptv_train"] / med["ours_train_x2"],
+          "test": med["ptv_test"] / med["ours_test"]}
+    overhead: dict[str, dict[str, float]] = {}
+    kinds = ("files",) + (() if args.no_shards else ("shards",))
+    for key in [*kinds, *(k + "_dev" for k in kinds)]:
+        f, fc = med[f"{key}_floor"], med[f"{key}_floor_cpu"]
+        overhead[key] = {"floor_ms": 1000 * f, "sample_x": med[f"{key}_sample"] / f, "loader_x": med[f"{key}_loader"] / f,
+                         "loader_worker_cpu_x": med[f"{key}_loader_worker_cpu"] / fc, "main_cpu_ms": 1000 * med[f"{key}_loader_main_cpu"]}
+    overhead["torch"] = {"loader_x": med["torch_loader"] / med["files_floor"],
+                         "loader_worker_cpu_x": med["torch_loader_worker_cpu"] / med["files_floor_cpu"],
+                         "main_cpu_ms": 1000 * med["torch_loader_main_cpu"]}
+    shards: dict[str, float] = {}
+    if not args.no_shards:
+        for w in args.workers:
+            for key in ("train", "test"):
+                shards[f"{key}_w{w}"] = med[f"files_{key}_w{w}"] / med[f"shards_{key}_w{w}"]
+                shards[f"{key}_w{w}_worker_cpu"] = med[f"files_{key}_w{w}_cpu"] / med[f"shards_{key}_w{w}_cpu"]
+        shards["cpu_train"], shards["cpu_test"] = (med[f"cpu_files_{k}"] / med[f"cpu_shards_{k}"] for k in ("train", "test"))
+    rounded = lambda d: {k: round(v, 4) for k, v in d.items()}  # noqa: E731
+    return {"vs_pytorchvideo": rounded(vs), "overhead": {k: rounded(v) for k, v in overhead.items()}, "shards_vs_files": rounded(shards),
+            "videos": args.videos, "train_clips": args.train_clips, "repeats": args.repeats, "workers": list(args.workers),
+            "medians_s": rounded(med)}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -81,12 +81,14 @@ class KineticsDataModule(L.LightningDataModule):
 
     Args:
         root: folder that annotation paths and video paths are relative to.
-        train, val, test: an annotation source in any format of ``format``, or shards written by
-            ``videoattn shard`` (their folder, or a URL LitData reads: ``s3://``, ``gs://``,
-            ``local:/path`` or ``file:///path``...); relative to ``root`` or absolute. A
-            dataset's annotation folder (UCF101's ucfTrainTestlist, HMDB51's split files,
-            SSv2's labels folder) gives train its train videos and val/test its test
-            (SSv2: validation) videos.
+        train: the training videos: an annotation source in any format of ``format``, or shards
+            written by ``videoattn shard`` (their folder, or a URL LitData reads: ``s3://``,
+            ``gs://``, ``local:/path`` or ``file:///path``...); relative to ``root`` or absolute.
+            A dataset's annotation folder (UCF101's ucfTrainTestlist, HMDB51's split files,
+            SSv2's labels folder) gives train its train videos.
+        val: the validation videos, in any form ``train`` takes; a dataset's annotation folder
+            gives its test videos (SSv2: validation).
+        test: the test videos, in any form ``val`` takes.
         predict: a video file, a folder (searched recursively), a glob pattern, an
             annotation source (its format detected), or shards; labels are optional.
         format: the annotation format of train/val/test, one of ``list`` (``path label`` /
@@ -107,11 +109,12 @@ class KineticsDataModule(L.LightningDataModule):
         test_batch_size: videos per test/predict batch, each carrying ``clip.views_per_video``
             views. Default ``max(1, batch_size // views)``: about as many clips per forward pass
             as in training (1 video for 10 x 3 views and batch_size 8).
-        num_workers: DataLoader worker processes. backend: first decoder to try, "pyav"
-            (default) or "decord"; the other is the fallback. decode_threads: decoder threads
-            per worker. seed: shuffling and augmentation seed.
-        pin_memory: default: when CUDA is available. persistent_workers: keep workers between
-            epochs (only with num_workers > 0).
+        num_workers: DataLoader worker processes.
+        backend: first decoder to try, "pyav" (default) or "decord"; the other is the fallback.
+        decode_threads: decoder threads per worker.
+        seed: shuffling and augmentation seed.
+        pin_memory: pinned host memory for the batches; default: when CUDA is available.
+        persistent_workers: keep workers between epochs (only with num_workers > 0).
         shard_cache_dir: where LitData keeps the chunks it streams from a URL (default: its
             own, under ``~/.lightning``); a node-local disk on clusters.
         pool_slots: each worker sends its train batches in this many reused shared-memory
