@@ -12,9 +12,14 @@ Tasks (dataset generated if missing, seed 0):
   relations  `videoattn synth --task relations`, configs/relations.yaml, i3d_probe[_<block>]
              (a 27 px receptive field: no row sees both objects without a block)
   actions    `videoattn synth --task actions`, configs/ablation_actions.yaml, i3d_tiny[_<block>]
+  temporal   `videoattn synth --task temporal`, configs/temporal.yaml, i3d_probe[_<block>]
+             (a 16-frame temporal field: no row without a block sees both events, 25 frames apart)
+  actions_long  the actions dataset, configs/ablation_actions_long.yaml (48 epochs; every run also
+             writes block_dynamics.jsonl, summarised by scripts/block_dynamics.py)
 
   python scripts/ablation.py --task relations --jobs 2      # every variant x 3 seeds -> docs/results/ablation_relations.jsonl, docs/ablation_relations.{md,png}
   python scripts/ablation.py --task actions --jobs 2
+  python scripts/ablation.py --task temporal --jobs 2
   python scripts/ablation.py --task relations --variants baseline nl --seeds 0 --epochs 2 --out runs/ablation/look  # a quick look
 """
 from __future__ import annotations
@@ -44,11 +49,14 @@ class Task:
     backbone: str
     videos_per_class: int
     title: str
+    synth: str | None = None  # the `videoattn synth --task` of its dataset, if not the task's own name
 
 
 TASKS = {
     "relations": Task("configs/relations.yaml", "i3d_probe", 500, "the relations task (two objects farther apart than the backbone's field)"),
     "actions": Task("configs/ablation_actions.yaml", "i3d_tiny", 150, "the actions task (classes told apart by the order of frames)"),
+    "temporal": Task("configs/temporal.yaml", "i3d_probe", 500, "the temporal task (two events farther apart in time than the backbone's field)"),
+    "actions_long": Task("configs/ablation_actions_long.yaml", "i3d_tiny", 150, "the actions task, 48 epochs (3x the schedule)", synth="actions"),
 }
 
 
@@ -370,12 +378,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [v for v in chosen if v not in valid]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    args.data = Path(args.data or Path(args.work) / args.task / "synth")
+    args.data = Path(args.data or Path(args.work) / (task.synth or args.task) / "synth")
     if args.results is None:
         args.results = f"{args.out}.jsonl" if args.out else str(_results_file().default_path(f"ablation_{args.task}"))
     args.out = args.out or str(ROOT / "docs" / f"ablation_{args.task}")
     if not (args.data / "train.csv").is_file():
-        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", args.task, "--videos-per-class",
+        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", task.synth or args.task, "--videos-per-class",
                         str(args.videos_per_class or task.videos_per_class), "--seed", "0"], check=True)
     results_path = Path(args.work) / args.task / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)
