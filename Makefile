@@ -1,10 +1,10 @@
-# videoattn: the two set-up commands (`make demo`, `make test`) and helpers.
+# videoattn: the two set-up commands (`make demo`, `make test`) and helpers (`make docs`, `make docs-serve`).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo clean ffmpeg-libs
+.PHONY: install test demo docs docs-serve clean ffmpeg-libs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(PY):
 # any torch>=2.4 works, the pin only avoids a multi-GB download.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,17 @@ ffmpeg-libs:
 
 test: $(STAMP) ffmpeg-libs
 	$(PY) -m pytest -q tests
+	$(PY) -m mkdocs build --strict --quiet
+
+# The documentation site (docs/, mkdocs.yml): tables rendered from docs/results/ first, then built
+# with --strict (a warning, a broken link or a missing reference fails) into site/.
+docs: $(STAMP)
+	$(PY) scripts/render_docs.py
+	$(PY) -m mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(PY) scripts/render_docs.py
+	$(PY) -m mkdocs serve
 
 # The embedded default: generate the synthetic relations dataset, train i3d_probe_nl
 # (configs/relations.yaml + configs/demo.yaml), test it, print one line against the baseline.
@@ -41,4 +52,4 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -12,9 +12,14 @@ Tasks (dataset generated if missing, seed 0):
   relations  `videoattn synth --task relations`, configs/relations.yaml, i3d_probe[_<block>]
              (a 27 px receptive field: no row sees both objects without a block)
   actions    `videoattn synth --task actions`, configs/ablation_actions.yaml, i3d_tiny[_<block>]
+  temporal   `videoattn synth --task temporal`, configs/temporal.yaml, i3d_probe[_<block>]
+             (a 16-frame temporal field: no row without a block sees both events, 25 frames apart)
+  actions_long  the actions dataset, configs/ablation_actions_long.yaml (48 epochs; every run also
+             writes block_dynamics.jsonl, summarised by scripts/block_dynamics.py)
 
-  python scripts/ablation.py --task relations --jobs 2      # every variant x 3 seeds -> docs/ablation_relations.{md,png,jsonl}
+  python scripts/ablation.py --task relations --jobs 2      # every variant x 3 seeds -> docs/results/ablation_relations.jsonl, docs/ablation_relations.{md,png}
   python scripts/ablation.py --task actions --jobs 2
+  python scripts/ablation.py --task temporal --jobs 2
   python scripts/ablation.py --task relations --variants baseline nl --seeds 0 --epochs 2 --out runs/ablation/look  # a quick look
 """
 from __future__ import annotations
@@ -44,11 +49,14 @@ class Task:
     backbone: str
     videos_per_class: int
     title: str
+    synth: str | None = None  # the `videoattn synth --task` of its dataset, if not the task's own name
 
 
 TASKS = {
     "relations": Task("configs/relations.yaml", "i3d_probe", 500, "the relations task (two objects farther apart than the backbone's field)"),
     "actions": Task("configs/ablation_actions.yaml", "i3d_tiny", 150, "the actions task (classes told apart by the order of frames)"),
+    "temporal": Task("configs/temporal.yaml", "i3d_probe", 500, "the temporal task (two events farther apart in time than the backbone's field)"),
+    "actions_long": Task("configs/ablation_actions_long.yaml", "i3d_tiny", 150, "the actions task, 48 epochs (3x the schedule)", synth="actions"),
 }
 
 
@@ -176,7 +184,101 @@ def _costs(names: dict[str, str], crop: int, frames: int, num_classes: int) -> d
     return out
 
 
+def latest_runs(results: list[dict]) -> list[dict]:
+    """The last line of each (variant, seed) of a results file: a rerun replaces the run it repeats."""
+    out: dict[tuple, dict] = {}
+    for r in results:
+        out[(r["variant"], r["seed"])] = r
+    return list(out.values())
+
+
+def present(results: list[dict]) -> list[str]:
+    """The variants that have runs, in registry order (variants no longer registered last)."""
+    known = variants()
+    have = list(dict.fromkeys(r["variant"] for r in results))
+    return [v for v in known if v in have] + [v for v in have if v not in known]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return _mean_std(values)
+
+
+def delta(results: list[dict], variant: str, key: str = "video_top1") -> str:
+    """``variant``'s difference of means to the baseline on ``key`` with its 95% Welch interval,
+    "+0.363 [+0.337, +0.389]"; "—" for the baseline or with fewer than 2 runs on a side."""
+    mine = [r[key] for r in results if r["variant"] == variant]
+    base = [r[key] for r in results if r["variant"] == "baseline"]
+    if variant == "baseline" or len(mine) < 2 or len(base) < 2:
+        return "—"
+    d, lo, hi = welch_ci(mine, base)
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def summary_table(results: list[dict]) -> str:
+    """One row per variant: seeds, clip and multi-view top-1 (mean ± std), both differences to the
+    baseline with 95% Welch intervals, params, GFLOPs per view, train time (mean ± std)."""
+    views = results[0].get("test_views", [10, 3])
+    rows = []
+    for v in present(results):
+        mine = [r for r in results if r["variant"] == v]
+        clip, video, minutes = (_mean_std([r[k] for r in mine]) for k in ("clip_top1", "video_top1", "train_minutes"))
+        params = f"{mine[-1]['params_m']:.3f}" if mine[-1].get("params_m") is not None else "—"
+        gflops = f"{mine[-1]['gflops']:.3f}" if mine[-1].get("gflops") is not None else "—"
+        rows.append(f"| {label(v)} (`{mine[0]['model']}`) | {len(mine)} | {clip[0]:.3f} ± {clip[1]:.3f} | {video[0]:.3f} ± {video[1]:.3f} | "
+                    f"{delta(results, v, 'video_top1')} | {delta(results, v, 'clip_top1')} | {params} | {gflops} | "
+                    f"{minutes[0]:.1f} ± {minutes[1]:.1f} |")
+    return "\n".join([
+        f"| model | seeds | clip top-1 | multi-view top-1 ({views[0]}x{views[1]}) | multi-view Δ vs baseline [95% CI] | "
+        "clip Δ vs baseline [95% CI] | params (M) | GFLOPs / view | train time (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
+def runs_table(results: list[dict]) -> str:
+    """One row per run: model, seed, clip and multi-view top-1, train time."""
+    rows = [f"| {label(v)} | {r['seed']} | {r['clip_top1']:.3f} | {r['video_top1']:.3f} | {r['train_minutes']:.1f} |"
+            for v in present(results) for r in sorted((r for r in results if r["variant"] == v), key=lambda r: r["seed"])]
+    return "\n".join(["| model | seed | clip top-1 | multi-view top-1 | train time (min) |", "|---|---:|---:|---:|---:|", *rows])
+
+
+def chart_title(results: list[dict], task: str) -> str:
+    seeds = {r["seed"] for r in results}
+    base = next((r["model"] for r in results if r["variant"] == "baseline"), results[0]["model"])
+    return f"{base} on the {task} task: mean ± std over {len(seeds)} seeds"
+
+
+PAGE = """# Ablation on {title}
+
+Every row is the same tiny backbone and recipe, without a block (baseline) and with one block of
+the registry where its paper puts it, trained from scratch with several seeds and tested with
+the multi-view protocol. Mean ± standard deviation over seeds; Δ: the difference of the means to
+the baseline's, with its 95% confidence interval by Welch's t (unequal variances); see
+[reading an ablation](tutorials/read_ablation.md).
+
+<!-- results:ablation-setup:{task} -->
+<!-- /results -->
+
+<!-- results:ablation:{task} -->
+<!-- /results -->
+
+![ablation](ablation_{task}.png)
+
+Per run:
+
+<!-- results:ablation-runs:{task} -->
+<!-- /results -->
+
+Reproduce: `python scripts/ablation.py --task {task} --jobs 2` (hours on a 2-core CPU); one line
+per run in [results/ablation_{task}.jsonl](results/ablation_{task}.jsonl).
+"""
+
+
 def summarise(results: list[dict], args: argparse.Namespace, task: Task) -> str:
+    """Record the runs (with what they ran: recipe, clips, dataset, params and GFLOPs, commit,
+    machine, date) in the results file, draw the chart, render the page (made from PAGE if
+    missing) and return the summary table."""
     import yaml
 
     recipe = yaml.safe_load((ROOT / task.config).read_text())
@@ -185,76 +287,57 @@ def summarise(results: list[dict], args: argparse.Namespace, task: Task) -> str:
     crop, frames, views = clip["crop_size"], clip["num_frames"], clip.get("test_views", [10, 3])
     num_classes = len((Path(args.data) / "classes.txt").read_text().split())
     counts = {s: len((Path(args.data) / f"{s}.csv").read_text().splitlines()) for s in ("train", "val", "test")}
-    present = [v for v in variants() if any(r["variant"] == v for r in results)]
-    costs = _costs({v: model_name(task.backbone, v) for v in present}, crop, frames, num_classes)
-    epochs = sorted({r["epochs"] or recipe["trainer"]["max_epochs"] for r in results})
-    threads = sorted({r.get("threads", os.cpu_count()) for r in results})
-    seeds = sorted({r["seed"] for r in results})
-    by_variant = {v: [r for r in results if r["variant"] == v] for v in present}
-    base = by_variant.get("baseline", [])
-    rows, chart = [], {}
-    for v in present:
-        mine = by_variant[v]
-        clip, video, minutes = (_mean_std([r[k] for r in mine]) for k in ("clip_top1", "video_top1", "train_minutes"))
-        diffs = []
-        for key in ("video_top1", "clip_top1"):
-            if v == "baseline" or len(mine) < 2 or len(base) < 2:
-                diffs.append("—")
-            else:
-                d, lo, hi = welch_ci([r[key] for r in mine], [r[key] for r in base])
-                diffs.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        chart[v] = (clip, video)
-        rows.append(f"| {label(v)} (`{model_name(task.backbone, v)}`) | {len(mine)} | {clip[0]:.3f} ± {clip[1]:.3f} | "
-                    f"{video[0]:.3f} ± {video[1]:.3f} | {diffs[0]} | {diffs[1]} | {costs[v][0]:.3f} | {costs[v][1]:.3f} | "
-                    f"{minutes[0]:.1f} ± {minutes[1]:.1f} |")
-    table = "\n".join([
-        f"| model | seeds | clip top-1 | multi-view top-1 ({views[0]}x{views[1]}) | multi-view Δ vs baseline [95% CI] | "
-        "clip Δ vs baseline [95% CI] | params (M) | GFLOPs / view | train time (min) |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *rows,
-    ])
-    per_run = "\n".join(f"| {label(r['variant'])} | {r['seed']} | {r['clip_top1']:.3f} | {r['video_top1']:.3f} | {r['train_minutes']:.1f} |"
-                        for v in present for r in sorted(by_variant[v], key=lambda r: r["seed"]))
+    costs = _costs({v: model_name(task.backbone, v) for v in present(results)}, crop, frames, num_classes)
+    results = [{**r, "max_epochs": r["epochs"] or recipe["trainer"]["max_epochs"], "params_m": round(costs[r["variant"]][0], 4),
+                "gflops": round(costs[r["variant"]][1], 4), "config": task.config, "clip": f"{frames}x{crop}x{crop}",
+                "test_views": list(views), "dataset": counts, "num_classes": num_classes, "jobs": args.jobs} for r in results]
+    results_file = _results_file()
+    key = lambda r: (r["variant"], r["seed"], r["clip_top1"], r["video_top1"], r["train_minutes"])  # noqa: E731
+    recorded = {key(r) for r in results_file.read(Path(args.results))}
+    results_file.write(Path(args.results), [r for r in results if key(r) not in recorded])  # a summary run again adds nothing
     stem = Path(args.out)
-    text = (
-        f"# Ablation on {task.title}\n\n"
-        f"Recipe `{task.config}` for every run ({'/'.join(map(str, epochs))} epochs, {frames}x{crop}x{crop} clips, AdamW, from "
-        f"scratch), only the model changes: `{task.backbone}` without a block and with each block of the registry "
-        f"(`videoattn.models.presets`: where each paper puts it). Dataset `videoattn synth --task {args.task}` ({num_classes} classes; "
-        f"train/val/test {counts['train']}/{counts['val']}/{counts['test']} videos), seeds {', '.join(map(str, seeds))}. "
-        "Mean ± standard deviation over seeds. Clip top-1: every single view of every test video scored alone; multi-view: "
-        f"the softmax of the {views[0]} temporal x {views[1]} spatial views averaged per video. Δ: the difference of the means "
-        "to the baseline's, with its 95% confidence interval by Welch's t (unequal variances, Welch-Satterthwaite degrees "
-        "of freedom; with 3 seeds per row an interval is wide: it excludes 0 only for a difference several standard "
-        "deviations large). GFLOPs per view (fvcore, one multiply-add = one FLOP). Train time: wall-clock minutes of "
-        f"`videoattn fit` (training and validation) on a {os.cpu_count()}-core CPU with {'/'.join(map(str, threads))} torch "
-        f"thread(s) per run, {args.jobs} run(s) at a time: compare the rows with each other, not with other machines.\n\n"
-        f"{table}\n\n![ablation]({stem.with_suffix('.png').name})\n\n"
-        "Per run (multi-view top-1 is the per-video accuracy):\n\n| model | seed | clip top-1 | multi-view top-1 | train time (min) |\n"
-        f"|---|---|---|---|---|\n{per_run}\n\n"
-        f"Generated by `python scripts/ablation.py --task {args.task}`; one line per run in "
-        f"[{stem.with_suffix('.jsonl').name}]({stem.with_suffix('.jsonl').name}).\n"
-    )
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
-    _chart(chart, results, stem.with_suffix(".png"), f"{task.backbone} on the {args.task} task: mean ± std over {len(seeds)} seeds")
-    return text
+    chart(results, stem.with_suffix(".png"), chart_title(results, args.task))
+    page = stem.with_suffix(".md")
+    if not page.is_file():
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(PAGE.format(title=task.title, task=args.task))
+    if Path(args.results).resolve() == (ROOT / "docs" / "results" / f"ablation_{args.task}.jsonl").resolve():
+        render = _script("render_docs")
+        page.write_text(render.render_text(page.read_text(), page.resolve()))
+    return summary_table(results)
 
 
-def _chart(chart: dict[str, tuple[tuple[float, float], tuple[float, float]]], results: list[dict], path: Path, title: str) -> None:
+def _script(name: str):
+    """Another module of scripts/, loaded by path."""
+    import importlib.util
+
+    key = f"_ablation_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def _results_file():
+    return _script("results_file")
+
+
+def chart(results: list[dict], path: Path, title: str) -> None:
     """Bars: mean clip and multi-view top-1 per variant, error bars one standard deviation; dots: the runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(chart)
+    names = present(results)
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 4))
     width = 0.38
     for k, (key, name, colour) in enumerate((("clip_top1", "clip top-1", "#8fb3d9"), ("video_top1", "multi-view top-1", "#2b6cb0"))):
         xs = [i + (k - 0.5) * width for i in range(len(names))]
-        ax.bar(xs, [chart[v][k][0] for v in names], width, yerr=[chart[v][k][1] for v in names], capsize=3, label=name, color=colour)
+        stats = [_mean_std([r[key] for r in results if r["variant"] == v]) for v in names]
+        ax.bar(xs, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=name, color=colour)
         for x, v in zip(xs, names):
             runs = [r[key] for r in results if r["variant"] == v]
             ax.plot([x] * len(runs), runs, "o", color="black", ms=2.5, zorder=3)
@@ -265,7 +348,7 @@ def _chart(chart: dict[str, tuple[tuple[float, float], tuple[float, float]]], re
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)  # below the axes, off the bars
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
 
 
@@ -281,7 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time; each gets cores/jobs threads (tiny models: 2 one-thread runs do twice the work of one 2-thread run)")
     p.add_argument("--work", default="runs/ablation", help="run folders and results.jsonl, under <work>/<task>/")
-    p.add_argument("--out", help="table, chart and JSON lines: <out>.md/.png/.jsonl (default docs/ablation_<task>)")
+    p.add_argument("--out", help="page and chart: <out>.md/.png (default docs/ablation_<task>; the page is made if missing)")
+    p.add_argument("--results", help="results file the runs are appended to, with commit, machine and date (default "
+                                     "docs/results/ablation_<task>.jsonl; <out>.jsonl when --out is given)")
     return p
 
 
@@ -293,10 +378,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [v for v in chosen if v not in valid]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    args.data = Path(args.data or Path(args.work) / args.task / "synth")
-    args.out = args.out or f"docs/ablation_{args.task}"
+    args.data = Path(args.data or Path(args.work) / (task.synth or args.task) / "synth")
+    if args.results is None:
+        args.results = f"{args.out}.jsonl" if args.out else str(_results_file().default_path(f"ablation_{args.task}"))
+    args.out = args.out or str(ROOT / "docs" / f"ablation_{args.task}")
     if not (args.data / "train.csv").is_file():
-        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", args.task, "--videos-per-class",
+        subprocess.run([sys.executable, "-m", "videoattn.cli", "synth", str(args.data), "--task", task.synth or args.task, "--videos-per-class",
                         str(args.videos_per_class or task.videos_per_class), "--seed", "0"], check=True)
     results_path = Path(args.work) / args.task / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/: the results file helper
+import results_file  # noqa: E402
 
 
 def cell_cover(mask: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, help="only the first N videos of the list")
     p.add_argument("--figure", help="also render one map (the first correctly classified video) to this PNG")
     p.add_argument("--json", help="write the per-video ratios per block to this JSON file")
+    p.add_argument("--label", help="the model's name in the results file (default: the checkpoint's path)")
+    results_file.add_argument(p, "attention_share")
     args = p.parse_args(argv)
     try:
         ratios, example = measure(args.checkpoint, args.data, split=args.split, limit=args.limit)
@@ -170,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
               f"median {statistics.median(values):.2f}, over {len(values)} videos")
     if args.json:
         Path(args.json).write_text(json.dumps(ratios) + "\n")
+    path = results_file.chosen(args.results, "attention_share")
+    if path:
+        records = [{"model": args.label or args.checkpoint, "block": name, "mean": round(statistics.mean(values), 4),
+                    "median": round(statistics.median(values), 4), "videos": len(values), "split": args.split} for name, values in ratios.items()]
+        print(f"results: {results_file.write(path, records)}")
     if args.figure:
         from videoattn.checkpoints import load_checkpoint
 

@@ -28,6 +28,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: the results file helper
+import results_file  # noqa: E402
+
 SIZES = {"res3": (512, 8, 28, 28), "res4": (1024, 8, 14, 14), "res3_t4": (512, 4, 28, 28)}
 DEFAULT_SIZES = ["res3", "res4"]
 OURS = "NonLocal3d softmax auto"
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="substrings of candidate names to keep")
     parser.add_argument("--no-memory", action="store_true", help="time only (memory runs one subprocess per candidate)")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
+    results_file.add_argument(parser, "bench_blocks")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -173,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cands = candidates()
     names = [n for n in cands if args.only is None or any(s in n for s in args.only) or cands[n][0] == n or n == OURS]
+    records = []
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, fp32, forward+backward, "
           f"median of {args.repeats}; ratios are against the anchor in the same run")
     for size in args.sizes:
@@ -190,6 +195,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"{times[n][0] / times[OURS][0]:16.2f}  {anchor}",
                 flush=True,
             )
+            memory = None if mems[n] != mems[n] else round(mems[n] / mems[anchor], 4)  # NaN: --no-memory
+            records.append({"size": size, "block": n, "anchor": anchor, "cpu_s": times[n][0], "wall_s": times[n][1],
+                            "peak_mib": None if mems[n] != mems[n] else mems[n], "time_vs_anchor": round(times[n][0] / times[anchor][0], 4),
+                            "memory_vs_anchor": memory, "time_vs_ours": round(times[n][0] / times[OURS][0], 4),
+                            "batch": args.batch, "threads": args.threads, "repeats": args.repeats, "dtype": "float32"})
+    path = results_file.chosen(args.results, "bench_blocks")
+    if path:
+        print(f"results: {results_file.write(path, records)}")
 
 
 if __name__ == "__main__":

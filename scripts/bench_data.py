@@ -16,6 +16,11 @@ are normalised as on the device (on_after_batch_transfer: its workers ship uint8
          shard) against the files, with 1 and 2 DataLoader workers, and the CPU time of one
          sample in process (robust to other load on the machine)
   backends: read_frames with PyAV vs decord on the same train clips
+  annotations (--only annotations): a Kinetics-size list (--rows, 240,000) read by videoattn
+         against the csv module reading the same file in the same run (rows/s and the ratio):
+         the official CSV and a `path label` list, load_annotations, KineticsDataModule.setup
+         ("fit"), and the start-up of `videoattn check-data` and `videoattn shard` (until the
+         first video is checked / the first part is written); the records' memory
 Prints medians over --repeats runs and the ratios; absolute times on a shared machine are noise.
 """
 from __future__ import annotations
@@ -41,6 +46,9 @@ from videoattn.data.datasets import VideoClipDataset
 from videoattn.data.decode import read_frames
 from videoattn.data.sampling import random_clip
 from videoattn.video_io import write_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/: the results file helper
+import results_file  # noqa: E402
 
 T, TAU, FPS = 8, 8, 30
 MEAN, STD = 0.45, 0.225
@@ -371,6 +379,145 @@ def cpu_time_files_and_shards(paths: list[str], root: Path, samples: int) -> dic
     return spent
 
 
+# ---------------------------------------------------------------------------------- annotations
+
+
+def write_kinetics_csv(folder: Path, rows: int) -> tuple[Path, Path]:
+    """A Kinetics-like train CSV of ``rows`` rows over 400 classes (random 11-character ids),
+    and the same videos as a `path label` list; the videos themselves are not written."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", dtype=np.uint8)
+    ids = letters[rng.integers(0, len(letters), (rows, 11))].view("S11").ravel().astype(str)
+    starts = rng.integers(0, 300, rows)
+    names = [f"class {k:03d}" for k in range(400)]
+    csv_path, list_path = folder / "train.csv", folder / "train.txt"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        writer.writerows((names[i % 400], ids[i], starts[i], starts[i] + 10, "train") for i in range(rows))
+    with open(list_path, "w") as f:
+        f.writelines(f"train/{ids[i]}_{starts[i]:06d}_{starts[i] + 10:06d}.mp4 {i % 400}\n" for i in range(rows))
+    return csv_path, list_path
+
+
+def _timed(fn: Callable[[], Any], out: dict[str, float], key: str) -> Any:
+    """Run ``fn``, recording its wall time as ``key`` and its process CPU time as ``key_cpu``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    out[key], out[key + "_cpu"] = time.perf_counter() - wall, time.process_time() - cpu
+    return result
+
+
+def time_annotations(root: Path, csv_path: Path, list_path: Path) -> dict[str, float]:
+    """Seconds for each reader of the same files (and the records' memory, in bytes)."""
+    import csv
+    import gc
+    import tracemalloc
+
+    from videoattn.data import shards
+    from videoattn.data.annotations import load_annotations, read_raw_annotations
+    from videoattn.tools import check_data, shard
+
+    def csv_module(path: Path, delimiter: str) -> int:
+        """Parse every row (the floor: nothing kept)."""
+        with open(path, newline="") as f:
+            return sum(1 for _ in csv.reader(f, delimiter=delimiter))
+
+    def csv_lists(path: Path) -> list[list[str]]:
+        with open(path, newline="") as f:
+            return list(csv.reader(f))
+
+    out: dict[str, float] = {}
+    _timed(lambda: csv_module(csv_path, ","), out, "csv_module")
+    _timed(lambda: csv_lists(csv_path), out, "csv_lists")
+    gc.collect()
+    _timed(lambda: read_raw_annotations(csv_path.name, root), out, "read_raw")
+    _timed(lambda: load_annotations(csv_path.name, root), out, "load")
+    _timed(lambda: csv_module(list_path, " "), out, "list_csv_module")
+    _timed(lambda: read_raw_annotations(list_path.name, root), out, "list_read_raw")
+    dm = KineticsDataModule(str(root), train=csv_path.name, num_workers=0)
+    _timed(lambda: dm.setup("fit"), out, "setup")
+    del dm
+    gc.collect()
+
+    class Started(Exception):
+        pass
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        raise Started
+
+    for key, module, name, args in (
+        ("check_data", check_data, "scan", [csv_path.name, "--root", str(root), "-o", str(root / "unreadable.tsv"), "--no-progress"]),
+        ("shard", shards, "_run_parts", [csv_path.name, "--root", str(root), "--out", str(root / "shards"), "--no-progress"]),
+    ):
+        real = getattr(module, name)
+        setattr(module, name, stop)
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            (check_data if key == "check_data" else shard).main(args)
+        except Started:  # the tool's first video / part: its start-up ends here
+            out[key], out[key + "_cpu"] = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            setattr(module, name, real)
+    import shutil
+
+    shutil.rmtree(root / "shards", ignore_errors=True)  # the plan of the run stopped before its parts
+    gc.collect()
+    tracemalloc.start()
+    dm = KineticsDataModule(str(root), train=csv_path.name, num_workers=0)
+    dm.setup("fit")
+    gc.collect()
+    out["held_bytes"] = tracemalloc.get_traced_memory()[0]
+    out["peak_bytes"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out["records_nbytes"] = dm.records["train"].nbytes
+    return out
+
+
+def annotations_main(args: argparse.Namespace) -> int:
+    import litdata  # noqa: F401  the shard tool's import, not counted in its start-up
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        csv_path, list_path = write_kinetics_csv(root, args.rows)
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for key, value in time_annotations(root, csv_path, list_path).items():
+                runs.setdefault(key, []).append(value)
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        rows = args.rows
+        print(f"annotations: a {rows:,}-row Kinetics CSV ({csv_path.stat().st_size / 2**20:.1f} MB) and the same videos as a `path label` list "
+              f"({list_path.stat().st_size / 2**20:.1f} MB); medians of {args.repeats} runs; x = time / the csv module's on the same file; "
+              "wall time, then this process's CPU time (robust to other load on the machine)")
+        print(f"{'what':<62}{'wall s':>8}{'rows/s':>10}{'x csv':>7}{'CPU s':>8}{'x csv':>7}")
+        lines = (
+            ("csv module: csv.reader over the CSV, every row parsed", "csv_module", "csv_module"),
+            ("csv module: list(csv.reader(...)), the rows kept", "csv_lists", "csv_module"),
+            ("read_raw_annotations (Kinetics CSV: paths, labels)", "read_raw", "csv_module"),
+            ("load_annotations (+ class names, records)", "load", "csv_module"),
+            ("KineticsDataModule.setup('fit')", "setup", "csv_module"),
+            ("videoattn check-data start-up (to the first video)", "check_data", "csv_module"),
+            ("videoattn shard start-up (to the first part; litdata imported)", "shard", "csv_module"),
+            ("csv module: csv.reader(delimiter=' ') over the list, parsed", "list_csv_module", "list_csv_module"),
+            ("read_raw_annotations (`path label` list)", "list_read_raw", "list_csv_module"),
+        )
+        for what, key, floor in lines:
+            wall, cpu = med[key], med[key + "_cpu"]
+            print(f"{what:<62}{wall:>8.3f}{rows / wall:>10,.0f}{wall / med[floor]:>6.2f}x{cpu:>8.3f}{cpu / med[floor + '_cpu']:>6.2f}x")
+        print(f"records after setup: {med['held_bytes'] / 2**20:.1f} MB held (tracemalloc; {med['held_bytes'] / rows:.0f} bytes per row), "
+              f"{med['records_nbytes'] / 2**20:.1f} MB in VideoRecords' arrays; peak during setup {med['peak_bytes'] / 2**20:.1f} MB")
+    path = results_file.chosen(args.results, "bench_annotations")
+    if path:
+        record = {"section": "annotations", "rows": rows, "repeats": args.repeats,
+                  **{k: round(v, 4) for k, v in med.items() if not k.endswith("bytes")},
+                  "held_mb": round(med["held_bytes"] / 2**20, 2), "peak_mb": round(med["peak_bytes"] / 2**20, 2)}
+        print(f"results: {results_file.write(path, [record])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=6)
@@ -379,7 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where to write the videos (default: a temp dir)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader workers for files against shards")
     parser.add_argument("--no-shards", action="store_true", help="skip files against shards (needs LitData: the shards extra)")
+    parser.add_argument("--only", choices=("annotations",), default=None, help="run only this section")
+    parser.add_argument("--rows", type=int, default=240_000, help="rows of the annotation list (--only annotations)")
+    results_file.add_argument(parser, "bench_data")
     args = parser.parse_args(argv)
+    if args.only == "annotations":
+        return annotations_main(args)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
@@ -446,7 +598,38 @@ def main(argv: list[str] | None = None) -> int:
             for what, key in (("train sample, CPU ms in process", "train"), ("10x3 test video, CPU ms in process", "test")):
                 files, shards = med[f"cpu_files_{key}"], med[f"cpu_shards_{key}"]
                 print(f"{what:<44}{1000 * files:>12.1f}{1000 * shards:>14.1f}{files / shards:>13.2f}x")
+        path = results_file.chosen(args.results, "bench_data")
+        if path:
+            print(f"results: {results_file.write(path, [results_record(med, args)])}")
     return 0
+
+
+def results_record(med: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    """One run as a results line: the medians (seconds) and the ratios the docs' tables show
+    (docs/benchmarks/data.md): against pytorchvideo, the loader against the decode floor, shards
+    against files."""
+    vs = {"train": med["ptv_train"] / med["ours_train"], "train_2_per_decode": med["ptv_train"] / med["ours_train_x2"],
+          "test": med["ptv_test"] / med["ours_test"]}
+    overhead: dict[str, dict[str, float]] = {}
+    kinds = ("files",) + (() if args.no_shards else ("shards",))
+    for key in [*kinds, *(k + "_dev" for k in kinds)]:
+        f, fc = med[f"{key}_floor"], med[f"{key}_floor_cpu"]
+        overhead[key] = {"floor_ms": 1000 * f, "sample_x": med[f"{key}_sample"] / f, "loader_x": med[f"{key}_loader"] / f,
+                         "loader_worker_cpu_x": med[f"{key}_loader_worker_cpu"] / fc, "main_cpu_ms": 1000 * med[f"{key}_loader_main_cpu"]}
+    overhead["torch"] = {"loader_x": med["torch_loader"] / med["files_floor"],
+                         "loader_worker_cpu_x": med["torch_loader_worker_cpu"] / med["files_floor_cpu"],
+                         "main_cpu_ms": 1000 * med["torch_loader_main_cpu"]}
+    shards: dict[str, float] = {}
+    if not args.no_shards:
+        for w in args.workers:
+            for key in ("train", "test"):
+                shards[f"{key}_w{w}"] = med[f"files_{key}_w{w}"] / med[f"shards_{key}_w{w}"]
+                shards[f"{key}_w{w}_worker_cpu"] = med[f"files_{key}_w{w}_cpu"] / med[f"shards_{key}_w{w}_cpu"]
+        shards["cpu_train"], shards["cpu_test"] = (med[f"cpu_files_{k}"] / med[f"cpu_shards_{k}"] for k in ("train", "test"))
+    rounded = lambda d: {k: round(v, 4) for k, v in d.items()}  # noqa: E731
+    return {"vs_pytorchvideo": rounded(vs), "overhead": {k: rounded(v) for k, v in overhead.items()}, "shards_vs_files": rounded(shards),
+            "videos": args.videos, "train_clips": args.train_clips, "repeats": args.repeats, "workers": list(args.workers),
+            "medians_s": rounded(med)}
 
 if __name__ == "__main__":
     sys.exit(main())

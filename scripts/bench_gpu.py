@@ -35,6 +35,13 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks' builders
+import results_file  # noqa: E402  (the results file helper)
+
+RECORDS: list[dict] = []  # what this run measured, one dict per results line (the parts append)
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else round(value, 5)  # NaN (a failed measurement) -> null
 
 VARIANTS = ("fp32", "bf16-mixed", "channels_last_3d", "compile")
 
@@ -127,6 +134,9 @@ def bench_models(device: torch.device, *, batch: int, frames: int, size: int, re
         print(f"  {variant:<18}{pt:>15.4f}{ot:>13.4f}{ot / pt:>7.2f}{pm:>10.0f}{om:>10.0f}{om / pm if pm == pm else math.nan:>7.2f}", flush=True)
         for name, reason in failed.items():
             print(f"    {variant} FAILED for {'pytorchvideo' if name == 'ptv' else 'videoattn'}: {reason}", flush=True)
+        RECORDS.append({"part": "models", "model": "i3d_r50_nl", "batch": batch, "input": f"{frames}x{size}x{size}", "variant": variant,
+                        "pytorchvideo_s": _num(pt), "videoattn_s": _num(ot), "pytorchvideo_mib": _num(pm), "videoattn_mib": _num(om),
+                        "repeats": repeats, **({"note": "; ".join(f"{k}: {v}" for k, v in failed.items())} if failed else {})})
 
 
 # ------------------------------------------------------------------------------ blocks
@@ -155,6 +165,8 @@ def bench_blocks(device: torch.device, *, batch: int, size: int, frame_counts: l
             row[key] = timed(step, device, repeats)
         (pt, pm), (ot, om) = row["pytorchvideo"], row["videoattn"]
         print(f"  {t:<8}{pt:>15.4f}{ot:>13.4f}{ot / pt:>7.2f}{pm:>10.0f}{om:>10.0f}{om / pm if pm == pm else math.nan:>7.2f}", flush=True)
+        RECORDS.append({"part": "blocks", "size": "res3", "frames": t, "batch": batch, "pytorchvideo_s": _num(pt), "videoattn_s": _num(ot),
+                        "pytorchvideo_mib": _num(pm), "videoattn_mib": _num(om), "repeats": repeats})
 
 
 # -------------------------------------------------------------------------------- data
@@ -219,6 +231,8 @@ def bench_data(root: Path, paths: list[str], device: torch.device, *, workers: i
         f, s = statistics.median(rates[("files", on_device)]), statistics.median(rates[("shards", on_device)])
         print(f"  finished {'on ' + device.type if on_device else 'in the workers'}: from files {f:8.1f} clips/s; from shards {s:8.1f} clips/s; "
               f"shards/files {s / f:.2f}x")
+        RECORDS.append({"part": "data", "workers": workers, "batch": batch, "finished": device.type if on_device else "workers",
+                        "files_clips_per_s": round(f, 2), "shards_clips_per_s": round(s, 2)})
     f = statistics.median(rates[("files", False)])
     print(f"  files, finished on {device.type} / in the workers: {statistics.median(rates[('files', True)]) / f:.2f}x")
     from videoattn.data.transforms import finish_clips
@@ -268,6 +282,7 @@ def bench_decode(paths: list[str], device: torch.device, *, clips: int) -> None:
             continue
         rates[name] = clips / (time.perf_counter() - start)
         print(f"  {name:<16}{rates[name]:8.1f} clips/s   max |frames - PyAV| = {diff}", flush=True)
+        RECORDS.append({"part": "decode", "decoder": name, "clips_per_s": round(rates[name], 2), "max_abs_diff_to_pyav": diff, "clips": clips})
     if "torchcodec cuda" in rates:
         print(f"  torchcodec cuda / pyav cpu: {rates['torchcodec cuda'] / rates['pyav cpu']:.2f}x")
 
@@ -283,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 10 on a GPU, 1 with --smoke)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default 8, 2 with --smoke)")
     parser.add_argument("--workdir", default=None, help="where to write videos and shards (default: a temp dir)")
+    results_file.add_argument(parser, "bench_gpu")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type != "cuda" and not args.smoke:
@@ -320,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             part("data", lambda: bench_data(root, paths, device, workers=workers, batch=2 if smoke else 8, batches=2 if smoke else 20))
         if "decode" in args.parts:
             part("decode", lambda: bench_decode(paths, device, clips=4 if smoke else 64))
+    path = None if smoke and args.results is None else results_file.chosen(args.results, "bench_gpu")  # smoke runs write nothing by default
+    if path and RECORDS:
+        print(f"results: {results_file.write(path, RECORDS, gpu=name)}")
     if failed:
         print(f"\nfailed parts: {', '.join(failed)}")
         return 1

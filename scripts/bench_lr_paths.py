@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: the results file helper
+import results_file  # noqa: E402
 
 from videoattn.blocks import LocalRelation3d
 from videoattn.blocks.local_relation3d import DENSE_FACTOR
@@ -43,8 +48,10 @@ def step_seconds(impl: str, kernel: tuple[int, int, int], x: torch.Tensor, repea
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    results_file.add_argument(parser, "bench_lr_paths")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    records = []
     print(f"DENSE_FACTOR = {DENSE_FACTOR}; CPU ms per forward + backward, median of {args.repeats}")
     print(f"{'kernel':>9} {'batch':>5} {'T x H x W':>11} {'THW / K':>8} {'window':>8} {'dense':>8} {'window/dense':>12} {'auto':>6}")
     for kernel, batch, maps in CASES:
@@ -55,6 +62,12 @@ def main(argv: list[str] | None = None) -> None:
             auto = "dense" if LocalRelation3d(128, kernel_size=kernel)._dense(math.prod(size)) else "window"
             print(f"{'x'.join(map(str, kernel)):>9} {batch:>5} {'x'.join(map(str, size)):>11} {math.prod(size) / k:>8.2f} "
                   f"{window * 1e3:>8.1f} {dense * 1e3:>8.1f} {window / dense:>12.2f} {auto:>6}", flush=True)
+            records.append({"kernel": "x".join(map(str, kernel)), "batch": batch, "map": "x".join(map(str, size)),
+                            "thw_over_k": round(math.prod(size) / k, 3), "window_ms": round(window * 1e3, 2), "dense_ms": round(dense * 1e3, 2),
+                            "window_over_dense": round(window / dense, 3), "auto": auto, "repeats": args.repeats})
+    path = results_file.chosen(args.results, "bench_lr_paths")
+    if path:
+        print(f"results: {results_file.write(path, records)}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Prints medians and ratios (ours / pytorchvideo: < 1 means ours is faster).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from contextlib import nullcontext
 from typing import Callable
@@ -21,6 +23,9 @@ from pytorchvideo.models import hub
 
 from videoattn.models import create_model, insert_blocks, placement_paths
 from videoattn.models.presets import PRESETS
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: the results file helper
+import results_file  # noqa: E402
 
 
 def pytorchvideo_i3d_nl(frames: int, size: int) -> nn.Module:
@@ -34,7 +39,8 @@ def pytorchvideo_i3d_nl(frames: int, size: int) -> nn.Module:
 
 def bench_blocks(batch: int, frames: int, size: int, repeats: int, nl_kwargs: dict) -> None:
     """Forward + backward of the five NL blocks alone at their i3d_r50 feature shapes: the only
-    code that differs between the two models (the backbone modules are the same pytorchvideo ones)."""
+    code that differs between the two models (the backbones are pytorchvideo's and videoattn's
+    equal modules, with the same weights)."""
     from videoattn.blocks import NonLocal3d
 
     t = frames // 2  # after the temporal max-pool behind res2
@@ -87,6 +93,7 @@ def main() -> None:
     parser.add_argument("--nl-impl", help="NonLocal3d impl for videoattn (default: the block's own choice)")
     parser.add_argument("--blocks-only", action="store_true", help="time only the five NL blocks (fast, low noise)")
     parser.add_argument("--variants", nargs="+", default=["fp32", "channels_last"], choices=["fp32", "channels_last", "bf16"])
+    results_file.add_argument(parser, "bench_models")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -119,6 +126,21 @@ def main() -> None:
     for name, ts in times.items():
         median = statistics.median(ts)
         print(f"{name:<42} {median:9.2f} {min(ts):7.2f} {median / anchor:26.2f}")
+    path = results_file.chosen(args.results, "bench_models")
+    if path:  # one line per run: the fp32 pair, and videoattn's other variants against pytorchvideo's fp32
+        def stat(model: str, variant: str, fn: Callable[[list[float]], float]) -> float | None:
+            name = f"pytorchvideo i3d_r50+NonLocal {variant}" if model == "pytorchvideo" else f"videoattn i3d_r50_nl {variant}"
+            return round(fn(times[name]), 4) if name in times else None
+        first = args.variants[0]
+        record = {"steps": args.repeats, "nl_impl": args.nl_impl or "auto", "batch": args.batch, "input": f"{args.frames}x{args.size}x{args.size}",
+                  "threads": args.threads, "variant": first,
+                  "pytorchvideo_median_s": stat("pytorchvideo", first, statistics.median), "pytorchvideo_min_s": stat("pytorchvideo", first, min),
+                  "videoattn_median_s": stat("videoattn", first, statistics.median), "videoattn_min_s": stat("videoattn", first, min),
+                  "channels_last_3d_median_s": stat("videoattn", "channels_last", statistics.median),
+                  "bf16_autocast_median_s": stat("videoattn", "bf16", statistics.median),
+                  "pytorchvideo_bf16_median_s": stat("pytorchvideo", "bf16", statistics.median)}
+        record["ratio"] = round(record["videoattn_median_s"] / record["pytorchvideo_median_s"], 4)
+        print(f"results: {results_file.write(path, [record])}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import kinetics_like_videos, ptv_loader  # noqa: E402  (the generator and anchor of bench_data.py)
+import results_file  # noqa: E402  (scripts/: the results file helper)
 
 NUM_CLASSES = 400
 
@@ -107,7 +108,7 @@ def model_seconds_per_video(model: nn.Module, repeats: int) -> float:
     return statistics.median(times)
 
 
-def part_a(args: argparse.Namespace, root: Path) -> None:
+def part_a(args: argparse.Namespace, root: Path) -> dict:
     torch.set_num_threads(1)
     folder = root / "videos"
     folder.mkdir(exist_ok=True)
@@ -128,9 +129,12 @@ def part_a(args: argparse.Namespace, root: Path) -> None:
     print(f"    {'pytorchvideo per-view pipeline':<36}{1 / p:8.2f} videos/s")
     print(f"    ratio videoattn / pytorchvideo: {p / o:.2f}x")
     print(f"    the model alone ({args.model}, 30 views, 1 thread): {model_seconds_per_video(model, 3):.3f} s per video")
+    return {"part": "predict", "what": "10x3-view videos/s, predict data path against pytorchvideo's per-view pipeline",
+            "ratio": round(p / o, 4), "videoattn_videos_per_s": round(1 / o, 3), "pytorchvideo_videos_per_s": round(1 / p, 3),
+            "model": args.model, "videos": args.videos, "repeats": args.repeats, "workers": 1, "threads": 1}
 
 
-def part_b(args: argparse.Namespace, root: Path) -> None:
+def part_b(args: argparse.Namespace, root: Path) -> dict:
     import onnxruntime
 
     from videoattn.models import create_model
@@ -169,6 +173,9 @@ def part_b(args: argparse.Namespace, root: Path) -> None:
           f"(export took {export_s:.0f} s; max |onnxruntime - PyTorch| = {diff:.1e})")
     print(f"    eager PyTorch {e * 1000:8.1f} ms/clip")
     print(f"    onnxruntime   {o * 1000:8.1f} ms/clip   (onnxruntime / eager: {o / e:.2f}x)")
+    return {"part": "export", "model": "i3d_r50_nl", "what": "time per clip, onnxruntime against eager PyTorch", "ratio": round(o / e, 4),
+            "eager_ms": round(e * 1000, 2), "onnxruntime_ms": round(o * 1000, 2), "max_abs_diff": diff, "batch": 1, "input": "8x224x224",
+            "clips": args.clips, "threads": args.threads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,14 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads of (b), both runtimes")
     parser.add_argument("--part", nargs="+", default=["a", "b"], choices=["a", "b"])
     parser.add_argument("--workdir", default=None, help="where to write the videos and the ONNX file (default: a temp dir)")
+    results_file.add_argument(parser, "bench_predict")
     args = parser.parse_args(argv)
+    records = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
         if "a" in args.part:
-            part_a(args, root)
+            records.append(part_a(args, root))
         if "b" in args.part:
-            part_b(args, root)
+            records.append(part_b(args, root))
+    path = results_file.chosen(args.results, "bench_predict")
+    if path:
+        print(f"results: {results_file.write(path, records)}")
     return 0
 
 

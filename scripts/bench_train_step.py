@@ -8,7 +8,9 @@ of each and their ratio; absolute times are noise on a shared machine, the ratio
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -20,6 +22,9 @@ from torch.utils.data import DataLoader
 from videoattn.models import create_model
 from videoattn.module import VideoClassifier
 from videoattn.optim import WarmupCosineLR, build_optimizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: the results file helper
+import results_file  # noqa: E402
 
 
 def _batches(n: int, batch: int, frames: int, size: int, classes: int) -> list[dict[str, Any]]:
@@ -94,6 +99,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    results_file.add_argument(p, "bench_train_step")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     classes = 10
@@ -112,6 +118,12 @@ def main() -> None:
     print(f"{'plain PyTorch SGD step':<28}{plain * 1e3:>16.1f}{1.0:>8.2f}")
     print(f"{'VideoClassifier + Trainer':<28}{light * 1e3:>16.1f}{light / plain:>8.2f}")
     print(f"difference: {(light - plain) * 1e3:.1f} ms per step")
+    path = results_file.chosen(args.results, "bench_train_step")
+    if path:
+        record = {"model": args.model, "batch": args.batch, "input": f"{args.frames}x{args.size}x{args.size}", "steps": args.steps,
+                  "repeats": args.repeats, "threads": args.threads, "plain_ms": round(plain * 1e3, 2), "lightning_ms": round(light * 1e3, 2),
+                  "ratio": round(light / plain, 4)}
+        print(f"results: {results_file.write(path, [record])}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """The last line of `make demo`: the demo model's multi-view top-1 on the test split, against the
 baseline of the same recipe without blocks, read from the relations ablation's per-run results
-(docs/ablation_relations.jsonl, written by `scripts/ablation.py --task relations`).
+(docs/results/ablation_relations.jsonl, written by `scripts/ablation.py --task relations`).
 
   python scripts/demo_summary.py runs/demo/test_predictions.csv
-  -> demo: i3d_probe_nl multi-view top-1 0.951 (baseline 0.497, from docs/ablation_relations.jsonl: i3d_probe, same recipe, mean of 3 seeds)
+  -> demo: i3d_probe_nl multi-view top-1 0.951 (baseline 0.497, from docs/results/ablation_relations.jsonl: i3d_probe, same recipe, mean of 3 seeds)
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ("docs/ablation_relations.jsonl",)
+RESULTS = ("docs/results/ablation_relations.jsonl",)
 
 
 def top1(predictions: Path) -> tuple[float, int]:

@@ -46,10 +46,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
-from pytorchvideo.models.resnet import ResBlock
-
 from videoattn.blocks import GlobalContext3d
 from videoattn.models import res_stage_paths
+from videoattn.models.resnet import ResBlock
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -57,3 +57,21 @@ def pretend_pretrained(model: nn.Module, seed: int = 0) -> nn.Module:
 def logits(model: nn.Module, x) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(x)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _results_outside_the_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Scripts that tests run write their results files (scripts/results_file.py) to a temporary
+    folder, never to the repository's docs/results/."""
+    import os
+
+    os.environ["VIDEOATTN_RESULTS_DIR"] = str(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="session")
+def docs_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files the documentation's commands name (tests/docs_support.py), made once per session
+    for tests/test_docs_commands.py and tests/test_tutorials.py."""
+    import docs_support
+
+    return docs_support.make_world(tmp_path_factory.mktemp("docs_world"))

@@ -51,7 +51,7 @@ def test_welch_interval(ablation) -> None:
         ablation.welch_ci([1.0], [0.5, 0.6])
 
 
-def test_summary_table_chart_and_json_lines(ablation, tmp_path: Path) -> None:
+def test_summary_table_chart_page_and_results_file(ablation, tmp_path: Path) -> None:
     data = tmp_path / "synth"
     data.mkdir()
     (data / "classes.txt").write_text("".join(f"c{i}\n" for i in range(8)))
@@ -61,14 +61,27 @@ def test_summary_table_chart_and_json_lines(ablation, tmp_path: Path) -> None:
                 "clip_top1": acc - 0.05, "video_top1": acc + 0.01 * s, "train_minutes": 5.0 + s, "epochs": None, "threads": 1}
                for v, acc in (("baseline", 0.5), ("nl", 0.9)) for s in (0, 1, 2)]
     args = ablation._parser().parse_args(["--task", "relations", "--jobs", "2"])
-    args.data, args.out = data, str(tmp_path / "docs" / "ablation_relations")
+    args.data, args.out, args.results = data, str(tmp_path / "docs" / "ablation_relations"), str(tmp_path / "results.jsonl")
     text = ablation.summarise(results, args, ablation.TASKS["relations"])
     assert "| +NL (`i3d_probe_nl`) | 3 | 0.850 ± 0.000 | 0.910 ± 0.010 | +0.400 [+0.377, +0.423] | +0.400 [+0.400, +0.400] |" in text
-    assert "| baseline (`i3d_probe`) | 3 |" in text and "Welch's t" in text
-    lines = [json.loads(line) for line in (tmp_path / "docs" / "ablation_relations.jsonl").read_text().splitlines()]
-    assert lines == results and {"task", "variant", "seed", "clip_top1", "video_top1"} <= set(lines[0])
+    assert "| baseline (`i3d_probe`) | 3 |" in text
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [{k: line[k] for k in results[0]} for line in lines] == results  # every run, as measured
+    assert {"commit", "machine", "date", "params_m", "gflops", "config", "dataset", "max_epochs"} <= set(lines[0])
+    assert lines[0]["dataset"] == {"train": 14, "val": 2, "test": 4} and lines[0]["max_epochs"] == 10
     assert (tmp_path / "docs" / "ablation_relations.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "ablation_relations.md").read_text() == text
+    page = (tmp_path / "docs" / "ablation_relations.md").read_text()  # made from the template, markers to render
+    assert "<!-- results:ablation:relations -->" in page and "<!-- results:ablation-runs:relations -->" in page
+    assert ablation.summary_table(lines) == text
+    ablation.summarise(results, args, ablation.TASKS["relations"])  # summarised again: nothing added
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(results)
+
+
+def test_latest_run_of_a_variant_and_seed_replaces_the_earlier(ablation) -> None:
+    runs = [{"variant": "nl", "seed": 0, "video_top1": 0.5}, {"variant": "nl", "seed": 1, "video_top1": 0.6},
+            {"variant": "nl", "seed": 0, "video_top1": 0.9}]
+    assert ablation.latest_runs(runs) == [runs[2], runs[1]]
+    assert ablation.delta([{"variant": "baseline", "video_top1": 0.5}], "baseline") == "—"
 
 
 def test_unknown_variant_is_refused(ablation) -> None:

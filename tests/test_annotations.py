@@ -116,8 +116,14 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no video files"):
         load_annotations("empty_dir", tmp_path)
     (tmp_path / "bad.csv").write_text("label,youtube_id,time_start,time_end,split\nyoga,abc,,10,train\n")
-    with pytest.raises(ValueError, match="bad.csv: row 0"):
+    with pytest.raises(ValueError, match=r"bad.csv:2: row 0 lacks youtube_id/time_start/time_end: .yoga,abc,,10,train."):
         load_annotations("bad.csv", tmp_path)
+    (tmp_path / "binary.txt").write_bytes(b"a.mp4 0\n\xff\xfe b.mp4 1\n")
+    with pytest.raises(ValueError, match=r"binary.txt:2: not UTF-8 text"):
+        load_annotations("binary.txt", tmp_path)
+    (tmp_path / "nul.csv").write_bytes(b"label,youtube_id,time_start,time_end,split\nyoga,a\0b,0,10,train\n")
+    with pytest.raises(ValueError, match=r"nul.csv:2: a NUL character"):
+        load_annotations("nul.csv", tmp_path)
 
 
 def test_committed_kinetics400_class_list() -> None:

@@ -79,3 +79,54 @@ def test_clean_copies_drop_exactly_the_unreadable_rows(dataset: Path, tmp_path: 
     assert status == 1
     assert (clean / "with_comments.txt").read_text() == "# header comment\nok0.mp4 0\n\nok1.mp4 1\n"
     assert (clean / "k.csv").read_text() == "label,youtube_id,time_start,time_end,split\nyoga,aaa,0,10,train\n"
+
+
+def test_a_plain_folder_means_every_video_under_it_as_predict_finds_them(tmp_path: Path, make_video, capsys) -> None:
+    """Issue 23.2: flat files, class folders and deeper folders, some unreadable: all checked."""
+    from videoattn.data.annotations import read_predict_source
+
+    folder = tmp_path / "mine"
+    for name in ["a.mp4", "cats/b.mp4", "cats/kittens/c.mp4", "dogs/2024/june/d.mkv", "dogs/e.mp4", "f.avi"]:
+        make_video(f"mine/{name}", num_frames=12, height=32, width=48)
+    (folder / "cats" / "kittens" / "broken.mp4").write_bytes(b"\0" * 300)
+    (folder / "dogs" / "2024" / "notes.txt").write_text("not a video")
+    (folder / "empty.mp4").write_bytes(b"")
+    expected = [r.path for r in read_predict_source(str(folder))]
+    assert len(expected) == 8
+    out = tmp_path / "report.tsv"
+    assert main([str(folder), "-o", str(out), "-j", "1", "--no-progress"]) == 1
+    assert "checked 8 videos: 6 readable, 2 unreadable" in capsys.readouterr().out
+    with open(out, newline="") as f:
+        assert sorted(Path(p).name for p, _ in list(csv.reader(f, delimiter="\t"))[1:]) == ["broken.mp4", "empty.mp4"]
+    # relative to --root, and a glob, as predict takes them
+    assert main(["mine", "--root", str(tmp_path), "-o", str(out), "-j", "1", "--no-progress"]) == 1
+    assert "checked 8 videos" in capsys.readouterr().out
+    assert main(["mine/cats/**/*.mp4", "--root", str(tmp_path), "-o", str(out), "-j", "1", "--no-progress"]) == 1
+    assert "checked 3 videos: 2 readable, 1 unreadable" in capsys.readouterr().out
+
+
+def test_check_data_reads_dataset_formats_and_cleans_their_files(tmp_path: Path, make_video, capsys) -> None:
+    """An SSv2 labels folder: train, validation and test videos checked; a clean train.json
+    keeps its labels.json next to it and reads back without the unreadable videos."""
+    import json
+
+    from videoattn.data.annotations import load_annotations
+
+    good = make_video("good.mp4", num_frames=12, height=32, width=48).read_bytes()
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "labels.json").write_text(json.dumps({"Pushing something": "0", "Holding something": "1"}))
+    splits = {"train": [1, 2, 3], "validation": [4], "test": [5]}
+    for name, ids in splits.items():
+        entries = [{"id": str(i), **({} if name == "test" else {"template": ["Pushing [something]", "Holding [something]"][i % 2]})} for i in ids]
+        (labels / f"{name}.json").write_text(json.dumps(entries))
+        for i in ids:
+            (tmp_path / "videos").mkdir(exist_ok=True)
+            (tmp_path / "videos" / f"{i}.webm").write_bytes(good if i not in (2, 5) else b"\0" * 100)
+    out, clean = tmp_path / "r.tsv", tmp_path / "clean"
+    assert main([str(labels), "--root", str(tmp_path / "videos"), "-o", str(out), "-j", "1", "--no-progress"]) == 1
+    assert "checked 5 videos: 3 readable, 2 unreadable" in capsys.readouterr().out
+    assert main(["labels/train.json", "--root", str(tmp_path), "-o", str(out), "-j", "1", "--no-progress", "--clean-dir", str(clean)]) == 1
+    assert "checked 3 videos: 2 readable, 1 unreadable" in capsys.readouterr().out
+    records, classes = load_annotations(clean / "train.json", tmp_path)
+    assert classes == ["Pushing something", "Holding something"] and [Path(r.path).name for r in records] == ["1.webm", "3.webm"]

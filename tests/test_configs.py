@@ -71,3 +71,40 @@ def test_recipes_follow_pyslowfast(arch: str, frames: int, stride: int) -> None:
     assert cfg.data.init_args.batch_size * cfg.trainer.devices == 64
     assert cfg.checkpoint.monitor == "val/top1" and cfg.last_checkpoint.filename == "last"
     assert cfg.checkpoint.dirpath == cfg.last_checkpoint.dirpath == f"runs/k400_{arch}/checkpoints"
+
+
+DATASET_RECIPES = [f for f in FILES if re.search(r"^# stack after: ", f.read_text(), flags=re.MULTILINE)]
+
+
+def test_there_are_dataset_recipes() -> None:
+    assert {f.stem for f in DATASET_RECIPES} >= {"ucf101_finetune", "hmdb51_finetune", "ssv2_finetune"}
+
+
+@pytest.mark.parametrize("recipe", DATASET_RECIPES, ids=[f.name for f in DATASET_RECIPES])
+@pytest.mark.parametrize("backbone", [("k400_i3d_r50.yaml",), ("k400_slowfast_r50.yaml", "k400_slowfast_r50_nl.yaml")], ids=["i3d", "slowfast_nl"])
+def test_dataset_recipes_stack_after_a_backbone(recipe: Path, backbone: tuple[str, ...]) -> None:
+    """A dataset recipe changes the data, solver and run folder, and keeps the backbone's model,
+    clip frames and stride (SlowFast's alpha included) and hardware settings."""
+    base = _parse(*(CONFIGS / name for name in backbone))
+    cfg = _parse(*(CONFIGS / name for name in backbone), recipe)
+    alone = _parse(recipe)
+    assert cfg.model.backbone == base.model.backbone and cfg.model.backbone_kwargs == base.model.backbone_kwargs
+    for key in ("num_frames", "sampling_rate", "slowfast_alpha", "crop_size", "train_short_side"):
+        assert cfg.data.init_args.clip[key] == base.data.init_args.clip[key], key
+    for key in ("format", "split", "root", "train", "val", "test"):
+        assert cfg.data.init_args[key] == alone.data.init_args[key], key
+    assert cfg.data.init_args.format in ("ucf101", "hmdb51", "ssv2")
+    for key in ("lr", "weight_decay", "warmup_epochs", "precise_bn_batches"):
+        assert cfg.model[key] == alone.model[key], key
+    assert cfg.trainer.max_epochs == alone.trainer.max_epochs and cfg.trainer.devices == base.trainer.devices
+    assert cfg.trainer.default_root_dir == alone.trainer.default_root_dir == f"runs/{recipe.stem.split('_')[0]}"
+    assert cfg.checkpoint.dirpath == f"{cfg.trainer.default_root_dir}/checkpoints"
+    text = recipe.read_text()
+    assert re.search(r"# Recipe: (mmaction2|PySlowFast) configs/\S+\.(py|yaml)", text), "cite the published recipe"
+
+
+def test_ssv2_recipe_follows_pyslowfast() -> None:
+    cfg = _parse(CONFIGS / "k400_slowfast_r50.yaml", CONFIGS / "ssv2_finetune.yaml")
+    m, d = cfg.model, cfg.data.init_args
+    assert (m.lr, m.base_batch_size, m.weight_decay, m.warmup_epochs, m.warmup_start_factor) == (0.1, 64, 1e-4, 3, 0.8)
+    assert d.clip.flip is False and tuple(d.clip.test_views) == (1, 3) and cfg.trainer.max_epochs == 30

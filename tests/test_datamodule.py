@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -249,7 +250,7 @@ def test_a_stage_reads_only_its_own_lists(dataset_root: Path, monkeypatch) -> No
     from videoattn.data import datamodule as dm_module
 
     real = dm_module.read_raw_annotations
-    monkeypatch.setattr(dm_module, "read_raw_annotations", lambda src, root: opened.append(str(src)) or real(src, root))
+    monkeypatch.setattr(dm_module, "read_raw_annotations", lambda src, root, **kw: opened.append(str(src)) or real(src, root, **kw))
     dm = make_dm(str(dataset_root), "missing_train.csv", "missing_val.csv", "train.csv", classes=["abseiling", "yoga"], **SMALL)
     dm.setup("test")
     assert opened == ["train.csv"] and len(dm.test_dataloader().dataset) == 6
@@ -436,3 +437,58 @@ def test_train_sampler_resumes_mid_epoch_and_after_an_epoch_end() -> None:
     finished.load_state_dict({"epoch": 2, "yielded": 5})
     finished.set_epoch(4)  # another epoch: from its start
     assert len(list(finished)) == 8
+
+
+# ------------------------------------------------------------------------- at Kinetics scale
+
+
+def _kinetics_csv(path: Path, rows: int) -> Path:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 36**6, rows)
+    with open(path, "w") as f:
+        f.write("label,youtube_id,time_start,time_end,split\n")
+        f.writelines(f"class {i % 400},{i:05d}{v:011d},{i % 300},{i % 300 + 10},train\n" for i, v in enumerate(ids))
+    return path
+
+
+def test_setup_reads_the_list_once_with_no_work_per_row_on_paths_or_files(tmp_path: Path, monkeypatch) -> None:
+    """The list is read once (class names and records come from one read; its first line is
+    peeked at to detect the format unless it is named: before, the whole list was read twice);
+    pathlib and the file system are used a bounded number of times (the layout probe), not per
+    row; the records take less than 120 bytes per row (a 240,000-row list: under 30 MB)."""
+    import builtins
+    import cProfile
+    import gc
+    import pstats
+    import tracemalloc
+
+    opened: list[str] = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **k: opened.append(str(file)) or real_open(file, *a, **k))
+    counts = {}
+    for rows in (2_000, 20_000):
+        csv_path = _kinetics_csv(tmp_path / f"train{rows}.csv", rows)
+        opened.clear()
+        make_dm(str(tmp_path), train=csv_path.name, format="kinetics", **SMALL).setup("fit")
+        assert opened.count(str(csv_path)) == 1
+        opened.clear()
+        dm = make_dm(str(tmp_path), train=csv_path.name, **SMALL)
+        profile = cProfile.Profile()
+        profile.runcall(dm.setup, "fit")
+        assert opened.count(str(csv_path)) == 2 and dm.num_classes == 400 and len(dm.records["train"]) == rows
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        counts[rows] = {
+            "pathlib": sum(s[1] for (file, _, _), s in stats.items() if file.endswith("pathlib.py")),
+            "stat": sum(s[1] for (file, _, name), s in stats.items() if file == "~" and "stat" in name),
+        }
+    assert counts[2_000] == counts[20_000], counts  # nothing grows with the rows
+    assert counts[20_000]["stat"] <= 6 * 64 + 32  # the layout probe: 64 rows x 6 layouts
+    monkeypatch.setattr(builtins, "open", real_open)
+    dm = make_dm(str(tmp_path), train="train20000.csv", **SMALL)
+    gc.collect()
+    tracemalloc.start()
+    dm.setup("fit")
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held / 20_000 < 120, f"{held / 20_000:.0f} bytes per row"

@@ -1,11 +1,14 @@
-"""Tests for videoattn.data.decode: both backends against a plain sequential PyAV decode, on
-H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long GOP; the
-fallback between backends; every kind of bad file raising DecodeError naming the file; the
-same frames from encoded bytes in memory (with and without a known VideoInfo); decord's
-console noise kept out of the console; and torchcodec against PyAV.
+"""Tests for videoattn.data.decode and its backends: PyAV and decord against a plain sequential
+PyAV decode, on H.264 / MPEG-4 / VP9 files at 25, 29.97, 30 fps, variable frame rate and a long
+GOP; VP9 in .webm (Something-Something v2's format) for every backend, checked against the
+source frames; the fallback between backends, each imported only when used; every kind of bad
+file raising DecodeError naming the file; the same frames from encoded bytes in memory (with
+and without a known VideoInfo); decord's console noise kept out of the console; and torchcodec
+against PyAV.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import sys
@@ -16,8 +19,10 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import moving_square_frames
 
 from videoattn.data import decode
+from videoattn.data.backends import pyav as pyav_backend
 from videoattn.data.decode import DecodeError, check_video, decode_frames, probe_num_frames, probe_video, read_frames
 from videoattn.video_io import write_video
 
@@ -64,14 +69,14 @@ def test_seek_lands_on_the_right_frame_in_a_later_gop(make_video, monkeypatch) -
     path = make_video("gop8.mp4", num_frames=60, fps=29.97, gop=8)
     reference = sequential_decode(path)
     seeks: list[int] = []
-    original = decode._PyAVReader._get_seek
+    original = pyav_backend.PyAVReader._get_seek
 
     def spy(self, indices, seek_pts):
         seeks.append(seek_pts)
         return original(self, indices, seek_pts)
 
-    monkeypatch.setattr(decode._PyAVReader, "_get_seek", spy)
-    monkeypatch.setattr(decode._PyAVReader, "_get_sequential", None)  # must not be needed
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_get_seek", spy)
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_get_sequential", None)  # must not be needed
     for indices in ([41, 42, 43], [59], [33, 8, 57], [41, 42, 43]):
         assert np.array_equal(read_frames(path, indices, fallback=False).numpy(), reference[indices])
     assert len(seeks) == 4  # one pass per read, never a second attempt from the start
@@ -87,9 +92,9 @@ def test_decoder_threads_give_the_same_frames(make_video, case: str) -> None:
 def test_counting_fallback_without_timestamps(make_video, monkeypatch) -> None:
     """Files whose packets lack timestamps are decoded from the start, counting frames."""
     path = make_video("nopts.mp4", num_frames=40, fps=25, gop=6)
-    original = decode._PyAVReader._frame_pts
-    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", lambda self: [original(self), None][1])
-    monkeypatch.setattr(decode, "_PTS_CACHE", type(decode._PTS_CACHE)())
+    original = pyav_backend.PyAVReader._frame_pts
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_frame_pts", lambda self: [original(self), None][1])
+    monkeypatch.setattr(pyav_backend, "PTS_CACHE", type(pyav_backend.PTS_CACHE)())
     frames = read_frames(path, [33, 2, 2, 39], fallback=False)
     assert np.array_equal(frames.numpy(), sequential_decode(path)[[33, 2, 2, 39]])
 
@@ -108,15 +113,51 @@ def test_decode_frames_returns_unique_frames_and_inverse(make_video) -> None:
 def test_falls_back_to_the_other_backend(make_video, monkeypatch) -> None:
     path = make_video("fb.mp4", num_frames=20)
 
-    class Broken:
-        def __init__(self, *args: object) -> None:
-            raise RuntimeError("simulated decoder crash")
+    def broken(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated decoder crash")
 
-    monkeypatch.setitem(decode._READERS, "pyav", Broken)
+    monkeypatch.setattr(pyav_backend.PyAVReader, "__init__", broken)
     frames = read_frames(path, [4, 2])
     assert np.array_equal(frames.numpy(), sequential_decode(path)[[4, 2]])
     with pytest.raises(DecodeError, match="simulated decoder crash"):
         read_frames(path, [4, 2], fallback=False)
+
+
+_IMPORTS = """
+import json, sys
+import videoattn.data.decode as decode
+loaded = lambda: sorted({"av", "decord", "torchcodec"} & set(sys.modules))
+cuda = lambda: {line.split()[-1] for line in open("/proc/self/maps") if "/nvidia/" in line} if sys.platform == "linux" else set()
+steps = [loaded()]
+decode.read_frames(sys.argv[1], [0])
+steps.append(loaded())
+before = cuda()
+decode.read_frames(sys.argv[1], [0], backend="decord")
+steps.append(loaded())
+new_cuda = len(cuda() - before)
+import decord
+preload = getattr(getattr(decord, "_ffi", None) and decord._ffi.base, "_preload_cuda_libs", None)
+if preload is not None:  # the control: decord2's own preload, which the backend's import skipped
+    preload()
+print(json.dumps(dict(steps=steps, new_cuda=new_cuda, preload_cuda=len(cuda() - before) if preload else None)))
+"""
+
+
+def test_decoders_are_imported_only_when_used(make_video) -> None:
+    """Importing the front imports no decoder; a PyAV read imports PyAV only (decord, the fallback,
+    is not needed); decord is imported when asked for, without the CUDA libraries that decord2
+    3.4.0's own import loads from the nvidia pip packages (torch's CUDA wheels install them:
+    measured +419 MB resident per process); torchcodec is never imported unless asked for."""
+    import json
+    import subprocess
+
+    path = make_video("lazy.mp4", num_frames=5)
+    out = subprocess.run([sys.executable, "-c", _IMPORTS, str(path)], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout)
+    assert found["steps"] == [[], ["av"], ["av", "decord"]], found
+    assert found["new_cuda"] == 0, found
+    if found["preload_cuda"] is not None and importlib.util.find_spec("nvidia") is not None:
+        assert found["preload_cuda"] > 0, found  # there was something to skip
 
 
 def test_out_of_range_and_bad_arguments(make_video) -> None:
@@ -230,7 +271,7 @@ def test_known_info_skips_the_probe_and_gives_the_same_frames(make_video, monkey
     assert info.pts.tolist() == [p * int(info.pts[1]) for p in VFR_PTS]  # in the stream's time base
     assert info.fps == probe_video(path).fps and info == decode.VideoInfo(50, info.fps)  # pts not compared
     reference = read_frames(path, INDICES, fallback=False)
-    monkeypatch.setattr(decode._PyAVReader, "_frame_pts", None)  # a probe would fail now
+    monkeypatch.setattr(pyav_backend.PyAVReader, "_frame_pts", None)  # a probe would fail now
     for backend in ("pyav", "decord"):
         assert torch.equal(read_frames(data, INDICES, backend=backend, fallback=False, info=info), reference), backend
     seen = []
@@ -273,6 +314,82 @@ def test_decord_prints_nothing_to_the_console(bad_files: dict[str, Path], capfd)
     assert err == ""
     print("python's own stderr", file=sys.stderr)  # fd 2 is restored afterwards
     assert "python's own stderr" in capfd.readouterr().err
+
+
+# ------------------------------------------------------------- VP9 in .webm (Something-Something v2)
+
+WEBM_CASES = {
+    "12fps_gop12": dict(fps=12, gop=12),  # Something-Something v2's rate
+    "30fps_one_gop": dict(fps=30),  # libvpx's default keyframe interval (128): every seek decodes from frame 0
+    "vfr": dict(fps=30, pts=VFR_PTS, time_base=Fraction(1, 60)),  # stored in Matroska's 1 ms units
+}
+WEBM_SIZE = dict(height=64, width=160)  # the moving square's position and the index block repeat only after 288 frames
+
+
+def source_indices(frames: np.ndarray, source: np.ndarray) -> list[int]:
+    """For each decoded frame, the index of the source frame closest to it (mean absolute difference):
+    which frame of the video it is, whatever the decoders agree on."""
+    diff = np.abs(frames[:, None].astype(np.int16) - source[None].astype(np.int16)).mean(axis=(2, 3, 4))  # [F, S]
+    return diff.argmin(axis=1).tolist()
+
+
+def _ready(backend: str) -> None:
+    if backend == "torchcodec":
+        _torchcodec_ready()
+
+
+@pytest.mark.parametrize("backend", decode.BACKENDS)
+@pytest.mark.parametrize("case", list(WEBM_CASES))
+def test_vp9_webm_gives_the_requested_frames_in_presentation_order(make_video, case: str, backend: str) -> None:
+    """VP9 .webm files (as Something-Something v2 ships them), written by write_video: every backend
+    counts 50 frames and returns exactly the frames asked for, for random, sorted, repeated and
+    late indices, from the file and from its bytes, with one and two decoder threads."""
+    _ready(backend)
+    path = make_video(f"{case}.webm", num_frames=50, **WEBM_SIZE, **WEBM_CASES[case])
+    with av.open(str(path)) as container:
+        assert "webm" in container.format.name and container.streams.video[0].codec_context.name == "vp9"
+    reference = sequential_decode(path)
+    source = moving_square_frames(50, **WEBM_SIZE)
+    assert source_indices(reference, source) == list(range(50))  # the reference is frame i at position i
+    assert probe_num_frames(path, backend=backend, fallback=False) == 50
+    rng = np.random.default_rng(0)
+    index_sets = [INDICES, sorted(rng.choice(50, 12, replace=False).tolist()), rng.integers(0, 50, 16).tolist(), [41, 42, 43], [49]]
+    for indices in index_sets:
+        frames = read_frames(path, indices, backend=backend, fallback=False).numpy()
+        assert np.array_equal(frames, reference[indices]), indices
+        assert source_indices(frames, source) == list(indices), indices
+    data = path.read_bytes()
+    assert np.array_equal(read_frames(data, INDICES, backend=backend, fallback=False).numpy(), reference[INDICES])
+    assert np.array_equal(read_frames(path, INDICES, backend=backend, fallback=False, threads=2).numpy(), reference[INDICES])
+
+
+def test_vp9_webm_probe_gives_matroska_timestamps(make_video) -> None:
+    """The probe of a variable-frame-rate .webm: 50 frames, their times in Matroska's 1 ms units
+    (the 1/60 s times rounded), the same from the file and from its bytes."""
+    path = make_video("vfr.webm", num_frames=50, **WEBM_SIZE, **WEBM_CASES["vfr"])
+    info = probe_video(path)
+    assert info.num_frames == 50 and info.pts is not None
+    assert info.pts.tolist() == np.round(np.array(VFR_PTS) * 1000 / 60).astype(int).tolist()
+    assert probe_video(path.read_bytes()).pts.tolist() == info.pts.tolist()
+
+
+@pytest.mark.parametrize("backend", decode.BACKENDS)
+def test_one_frame_vp9_webm(make_video, backend: str) -> None:
+    """A 1-frame .webm: read exactly, or (decord only, which cannot count the frames of a 1-frame
+    Matroska file: decord 0.6.0 and decord2 3.4.0) a DecodeError with its reason, after which the
+    default fallback reads it with PyAV."""
+    _ready(backend)
+    path = make_video("one.webm", num_frames=1, **WEBM_SIZE, fps=12)
+    reference = sequential_decode(path)
+    assert len(reference) == 1
+    try:
+        frames = read_frames(path, [0, 0], backend=backend, fallback=False)
+    except DecodeError as exc:
+        assert backend == "decord" and exc.reason.startswith("decord: "), exc
+    else:
+        assert np.array_equal(frames.numpy(), reference[[0, 0]])
+        assert probe_num_frames(path, backend=backend, fallback=False) == 1
+    assert np.array_equal(read_frames(path, [0], backend=backend).numpy(), reference[[0]])
 
 
 # ------------------------------------------------------------------------------- torchcodec
@@ -319,9 +436,10 @@ _OTHER_THREADS = """
 import sys, time
 import torch
 from videoattn.data import decode
+from videoattn.data.backends import pyav
 torch.set_num_threads(1)  # as in a DataLoader worker: no OpenMP threads waiting for work
 if sys.argv[2] == "pyav-default":  # PyAV's own conversion threads (one per CPU)
-    decode._pyav_converts_with_threads = lambda: False
+    pyav.converts_with_threads = lambda: False
 start_process, start_thread = time.process_time(), time.thread_time()
 for _ in range(20):
     decode.read_frames(sys.argv[1], list(range(0, 60, 4)), backend="pyav", threads=1)
@@ -345,7 +463,7 @@ def test_one_decode_thread_converts_frames_in_the_calling_thread(make_video) -> 
         return other, main
 
     other, main = other_and_main("ours")
-    assert decode._pyav_converts_with_threads()  # PyAV >= the one installed here takes threads=
+    assert pyav_backend.converts_with_threads()  # PyAV >= the one installed here takes threads=
     assert other < 0.005 * main, (other, main)  # measured: 0.01 %
     if (os.cpu_count() or 1) > 1:  # the control: without it, other threads do the conversions
         other, main = other_and_main("pyav-default")

@@ -1,6 +1,6 @@
 """`make demo`: scripts/demo.sh runs the relations recipe with the NL preset on a pinned number of
 threads, and scripts/demo_summary.py ends it with one line naming the model, its multi-view top-1
-and the baseline of the same recipe from the ablation results (docs/ablation_relations.jsonl).
+and the baseline of the same recipe from the ablation results (docs/results/ablation_relations.jsonl).
 """
 from __future__ import annotations
 

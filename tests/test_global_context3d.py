@@ -181,8 +181,7 @@ def _res5_dead_after_adamw(model: nn.Module, steps: int = 80) -> float:
     hundreds of steps) and return the fraction of zeros after res5's residual ReLU (the output of
     its residual block, before a GC placed after it)."""
     import torch.nn.functional as F
-    from pytorchvideo.models.resnet import ResBlock
-
+    from videoattn.models.resnet import ResBlock
     from videoattn.optim import build_optimizer
 
     g = torch.Generator().manual_seed(100)

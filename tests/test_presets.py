@@ -1,11 +1,13 @@
 """Tests for videoattn.models.presets: where every preset puts which block with which
-settings, and that NL, GC and CGNL leave a pretrained backbone's logits unchanged.
+settings, that NL, GC and CGNL leave a pretrained backbone's logits unchanged, and that a preset
+is its blocks placed in pytorchvideo's backbone (same initial weights, same logits).
 """
 from __future__ import annotations
 
 import pytest
 import torch
 from conftest import logits, pretend_pretrained
+from reference_backbones import pytorchvideo_backbone
 from torch import nn
 
 from videoattn.blocks import (
@@ -19,7 +21,7 @@ from videoattn.blocks import (
     TransformerEncoder3d,
     list_blocks,
 )
-from videoattn.models import PRESETS, Inserted, create_model, list_models, load_weights
+from videoattn.models import PRESETS, Inserted, apply_placement, create_model, list_models, load_weights
 
 # Residual stages res2..res5 of each backbone, spelled out (SlowFast: the slow pathway).
 STAGES = {
@@ -154,3 +156,39 @@ def test_block_overrides_reach_the_blocks() -> None:
         create_model("i3d_tiny_nl", instantiation="cosine")
     with pytest.raises(ValueError, match="i3d_tiny_gc: bad override.*ratoi"):
         create_model("i3d_tiny_gc", ratoi=0.25)
+
+
+# Every tiny preset, and one R50 preset per backbone and position (after / inside; the slow pathway).
+PARITY = sorted(n for n in EXPECTED if "tiny" in n or "probe" in n) + ["i3d_r50_nl", "slow_r50_gc", "slowfast_r50_se"]
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread is faster, and much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", PARITY)
+def test_preset_is_its_blocks_in_pytorchvideos_backbone(name: str) -> None:
+    """The preset against its placement applied to pytorchvideo's build of the backbone: from the
+    same seed, the same modules and initial weights (backbone and blocks), and the same logits with
+    the same pretrained-like weights."""
+    backbone, suffix = next((b, s) for b, ps in PRESETS.items() for s in ps if f"{b}_{s}" == name)
+    torch.manual_seed(0)
+    reference = apply_placement(pytorchvideo_backbone(backbone, num_classes=10), PRESETS[backbone][suffix])[0]
+    torch.manual_seed(0)
+    ours = create_model(name, num_classes=10)
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in reference.named_modules()]
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    ours.load_state_dict(pretend_pretrained(reference, seed=4).state_dict())
+    g = torch.Generator().manual_seed(0)
+    size = 64 if "tiny" in name or "probe" in name else 32
+    x = torch.randn(1, 3, 4, size, size, generator=g)
+    x = [x, torch.randn(1, 3, 16, size, size, generator=g)] if "slowfast" in name else x
+    expected = logits(reference, [t.clone() for t in x] if isinstance(x, list) else x)
+    torch.testing.assert_close(logits(ours, x), expected, rtol=1e-4, atol=1e-5)

@@ -53,11 +53,18 @@ class VideoClassifier(LightningModule):
         lr: learning rate for a global batch of ``base_batch_size`` videos (if set, the rate
             is scaled linearly to the actual global batch: per-device batch x devices x
             nodes x gradient accumulation), else used as is.
+        base_batch_size: the global batch ``lr`` is given for (PySlowFast's recipes: 64); None
+            uses ``lr`` as is.
+        momentum: SGD's momentum.
+        nesterov: SGD with Nesterov momentum.
         weight_decay: on weights only; norm parameters and biases get none unless
             ``decay_norm_and_bias``.
+        decay_norm_and_bias: apply ``weight_decay`` to norm parameters and biases too.
         warmup_epochs: linear warm-up length (may be fractional), from
             ``warmup_start_factor * lr``; then half-cosine to ``end_lr_factor * lr`` at the
             last step (PySlowFast ``LR_POLICY: cosine``).
+        warmup_start_factor: the learning rate at the start of the warm-up, as a fraction of ``lr``.
+        end_lr_factor: the learning rate at the last step, as a fraction of ``lr``.
         label_smoothing: of the cross-entropy.
         test_aggregate: how the views of a test video are combined (see
             :func:`videoattn.aggregate.aggregate_views`).

@@ -369,7 +369,12 @@ class LocalRelationBlock3d(nn.Module):
 
     Args:
         in_channels: channels C of the input.
-        kernel_size, heads, key_channels, composability, geometry_channels, impl: of the layer.
+        kernel_size: neighbourhood (T, H, W) of the layer (:class:`LocalRelation3d`).
+        heads: channel groups of the layer, each with its own key and query scalar.
+        key_channels: key and query channels of the layer.
+        composability: how the layer compares a key and a query.
+        geometry_channels: width of the layer's geometric prior.
+        impl: the layer's computation: "auto", "window" or "dense".
         norm_layer: ``norm_layer(C)``; weight and bias zero-initialised (``lr.conv_out`` is zeroed
             instead when the norm has no affine weight, or is None).
     """

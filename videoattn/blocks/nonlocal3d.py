@@ -62,7 +62,7 @@ class NonLocal3d(nn.Module):
             2.11, i3d_r50_nl, batch 8, fp32, train step), inductor fails on the SDPA call
             ("cutlassF: no kernel found to launch"), while the compiled matmul path ran in 0.0416 s
             against 0.0447 s for eager SDPA, peak memory 5138 against 5129 MiB.
-            FLOP counting (fvcore's torch.jit trace) sees the unfolded block.
+            FLOP counting (videoattn.models.flops) counts the published block whatever runs.
             Measurements in scripts/bench_blocks.py.
     """
 
@@ -118,8 +118,7 @@ class NonLocal3d(nn.Module):
     def _pick_impl(self, device: torch.device, num_queries: int, num_keys: int) -> str:
         """The implementation that runs for ``num_queries`` positions and ``num_keys`` pooled ones on ``device``."""
         inst, cpu = self.instantiation, torch.device(device).type == "cpu"
-        # FLOP counts (fvcore traces with torch.jit) stay those of the published block: no folding
-        fold = cpu and not torch.jit.is_tracing()
+        fold = cpu
         if inst == "concatenation":
             return "matmul"
         if inst == "dot_product" and self.impl in ("chunked", "sdpa"):

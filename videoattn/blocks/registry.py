@@ -22,6 +22,8 @@ BLOCKS: dict[str, type[nn.Module]] = {
     "relation": RelationModule3d,
     "transformer": TransformerEncoder3d,
 }
+"""The block registry: name -> class; every class takes ``(in_channels, **kwargs)`` and maps
+``(N, C, T, H, W)`` to the same shape. A block added here gets its presets and its ablation row."""
 
 
 def list_blocks() -> list[str]:
@@ -30,7 +32,13 @@ def list_blocks() -> list[str]:
 
 
 def make_block(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
-    """Build block ``name`` (one of :func:`list_blocks`) as ``BLOCKS[name](in_channels, **kwargs)``."""
+    """Build block ``name`` as ``BLOCKS[name](in_channels, **kwargs)``.
+
+    Args:
+        name: one of :func:`list_blocks` ("nl", "gc", "se", "cgnl", "lr", "relation", "transformer").
+        in_channels: channels C of the input.
+        kwargs: the block's keyword arguments (see its class).
+    """
     if name not in BLOCKS:
         raise ValueError(f"unknown block {name!r}; expected one of {', '.join(map(repr, BLOCKS))}")
     return BLOCKS[name](in_channels, **kwargs)

@@ -74,14 +74,13 @@ class TransformerEncoder3d(nn.Module):
             (default C // 4 rounded down to such a number; DETR projects its 2048 channels to 256).
         ffn_channels: hidden width of the feed-forward network (default 4 * d_model = C; DETR:
             8 * d_model = 2048).
-
-    The defaults keep the block cheaper than a NonLocal3d (inner width C / 2) at the I3D-R50 res3
-    and res4 sizes; with d_model = C / 2 and a 2 * d_model FFN it took 1.5x (res3) and 1.9x (res4)
-    NonLocal3d's time (scripts/bench_blocks.py, CPU).
         dropout: DETR's dropout (attention weights, FFN, both residual branches); 0 by default.
         pool_size: max-pool kernel (= stride) over (T, H, W) on the tokens before keys and values
             (as NonLocal3d); keys are encoded at the pooled cells' centres. None: DETR, every token
             attends to every token.
+
+    The defaults keep the block cheaper than a NonLocal3d (inner width C / 2) at the I3D-R50 res3
+    and res4 sizes (scripts/bench_blocks.py, docs/benchmarks/blocks.md).
     """
 
     def __init__(

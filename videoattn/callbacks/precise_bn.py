@@ -19,7 +19,8 @@ __all__ = ["PreciseBN"]
 
 class PreciseBN(Callback):
     """Population BatchNorm statistics from ``num_batches`` training batches (a fresh pass of the
-    data module's train loader) before every validation of a fit, averaged over DDP processes."""
+    data module's train loader) before every validation of a fit, averaged over DDP processes.
+    BatchNorms whose statistics are frozen (:class:`~videoattn.callbacks.FreezeBackbone`) keep them."""
 
     def __init__(self, num_batches: int = 200) -> None:
         if num_batches < 1:

@@ -1,52 +1,45 @@
-"""Annotation readers: `path label` / `path,label` lists (PySlowFast, pytorchvideo), the
-official Kinetics CSV (label,youtube_id,time_start,time_end,split) and a folder per class.
-All give a list of VideoRecord (path, label index, row) plus the class names, without
-opening any video. Class order is stable: a given list, else the sorted names found.
+"""Annotation sources -> records: every format of :mod:`videoattn.data.formats` (``path label``
+lists, Kinetics CSVs, class folders, UCF101, HMDB51, Something-Something v2, detected or named)
+read into columns, labels mapped to class indices in one pass, and the records held as arrays
+(:class:`~videoattn.data.records.VideoRecords`), without opening any video. Class order is
+stable: a given list, else the format's own (UCF101's classInd.txt, SSv2's labels.json), else
+the sorted names found. Also: class-list files, and the videos to predict on.
 """
 from __future__ import annotations
 
-import csv
 import glob
 import os
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
+from videoattn.data.formats import FORMATS, detect_format, read_source
+from videoattn.data.formats.base import VIDEO_EXTENSIONS, RawAnnotations, RawRecord, is_video_name, joiner
+from videoattn.data.formats.folders import find_videos
+from videoattn.data.formats.kinetics import kinetics_filename
+from videoattn.data.records import VideoRecord, VideoRecords
+
 __all__ = [
+    "FORMATS",
     "VIDEO_EXTENSIONS",
+    "RawAnnotations",
     "VideoRecord",
+    "VideoRecords",
+    "infer_classes",
     "kinetics_filename",
     "load_annotations",
     "read_class_list",
     "read_predict_source",
+    "read_raw_annotations",
     "resolve_classes",
+    "to_records",
     "write_class_list",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv")
-KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One video: absolute ``path``, ``label`` (class index, -1 if unknown) and ``row``, the
-    0-based position of the video in its annotation file (reported as ``video_index``)."""
-
-    path: str
-    label: int
-    row: int
-
-
-@dataclass(frozen=True)
-class _RawRecord:
-    path: str
-    label: str | int | None  # a class name, an index, or None (unlabelled)
-    row: int
-
-
-def kinetics_filename(youtube_id: str, time_start: float | str, time_end: float | str, ext: str = ".mp4") -> str:
-    """``{youtube_id}_{start:06d}_{end:06d}.mp4``, the name used by the Kinetics downloaders."""
-    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}{ext}"
+_RawRecord = RawRecord  # its name before the formats package
+_ANNOTATION_FOLDERS = ("ucf101", "hmdb51", "ssv2")
 
 
 def read_class_list(path: str | os.PathLike) -> list[str]:
@@ -84,178 +77,127 @@ def load_annotations(
     source: str | os.PathLike,
     root: str | os.PathLike = ".",
     classes: Sequence[str] | None = None,
-) -> tuple[list[VideoRecord], list[str]]:
+    *,
+    format: str | None = None,
+    subset: str = "train",
+    split: int | None = None,
+) -> tuple[VideoRecords, list[str]]:
     """Read one annotation source and map labels to indices.
 
-    ``source`` (relative to ``root`` or absolute) is a list file, a Kinetics CSV or a
-    directory with one sub-folder per class. Returns the records and the class names used:
-    ``classes`` if given, else the sorted names found (or ``0..max`` for integer labels).
+    Args:
+        source: an annotation file or folder in any format of :data:`FORMATS`, relative to
+            ``root`` or absolute.
+        root: the folder video paths are relative to.
+        classes: class names in index order; default: the format's own list (UCF101,
+            HMDB51, SSv2), else the sorted names found (``0..max`` for integer labels).
+        format, subset, split: see :func:`videoattn.data.formats.read_source`.
+
+    Returns:
+        The records and the class names used.
     """
-    raw = read_raw_annotations(source, root)
+    raw = read_raw_annotations(source, root, format=format, subset=subset, split=split)
     names = list(classes) if classes is not None else infer_classes([raw])
     return to_records(raw, names, source), names
 
 
-def read_raw_annotations(source: str | os.PathLike, root: str | os.PathLike = ".") -> list[_RawRecord]:
-    path = _under(root, source)
-    if path.is_dir():
-        return _read_class_folders(path)
-    if not path.is_file():
-        raise ValueError(f"annotation file {path} does not exist (looked relative to root={root})")
-    with open(path, encoding="utf-8", newline="") as f:
-        head = f.readline()
-    header = [c.strip().lower() for c in head.strip().split(",")]
-    if all(c in header for c in KINETICS_COLUMNS):
-        return _read_kinetics_csv(path, Path(root))
-    return _read_list(path, Path(root))
+def read_raw_annotations(
+    source: str | os.PathLike, root: str | os.PathLike = ".", *, format: str | None = None, subset: str = "train", split: int | None = None
+) -> RawAnnotations:
+    """The rows of ``source`` (relative to ``root`` or absolute) before labels become indices;
+    the arguments are those of :func:`load_annotations`."""
+    return read_source(_under(root, source), os.fspath(root), format=format, subset=subset, split=split)
 
 
-def infer_classes(raws: Iterable[list[_RawRecord]]) -> list[str]:
-    """Sorted class names found; for integer labels, "0".."max" (no names to sort)."""
+def infer_classes(raws: Iterable[Sequence[RawRecord]]) -> list[str]:
+    """The format's own class list if it has one; else the sorted class names found, or for
+    integer labels "0".."max" (no names to sort)."""
+    raws = list(raws)
+    for raw in raws:
+        if getattr(raw, "classes", None) is not None:
+            return list(raw.classes)  # type: ignore[attr-defined]
     names: set[str] = set()
     max_index = -1
     for raw in raws:
-        for r in raw:
-            if isinstance(r.label, int):
-                max_index = max(max_index, r.label)
-            elif r.label is not None:
-                names.add(r.label)
+        for label in set(_labels(raw) or ()):
+            if isinstance(label, int):
+                max_index = max(max_index, label)
+            elif label is not None:
+                names.add(label)
     if names and max_index >= 0:
         raise ValueError("annotations mix class names and integer labels: pass `classes` (a class list) to map them")
     return sorted(names) if names else [str(i) for i in range(max_index + 1)]
 
 
-def to_records(raw: list[_RawRecord], classes: Sequence[str], source: str | os.PathLike = "", *, unknown: str = "raise") -> list[VideoRecord]:
-    """Map raw labels to indices of ``classes``. A label outside them raises a ValueError naming
-    every such label (``unknown="raise"``), or becomes -1 (``unknown="unlabelled"``)."""
+def to_records(raw: Sequence[RawRecord], classes: Sequence[str], source: str | os.PathLike = "", *, unknown: str = "raise") -> VideoRecords:
+    """Map raw labels to indices of ``classes``: one dictionary look-up per row. A label outside
+    them raises a ValueError naming every such label and where the first one is (file:line)
+    (``unknown="raise"``), or becomes -1 (``unknown="unlabelled"``)."""
+    labels = _labels(raw)
+    paths = raw.paths if isinstance(raw, RawAnnotations) else [r.path for r in raw]
+    rows = None if isinstance(raw, RawAnnotations) else [r.row for r in raw]
+    if labels is None:
+        return VideoRecords(paths, np.full(len(paths), -1, dtype=np.int32), rows)
     index = {name: i for i, name in enumerate(classes)}
-    out, bad = [], {}
-    for r in raw:
-        if r.label is None:
-            label = -1
-        elif isinstance(r.label, int):
-            label = r.label if 0 <= r.label < len(classes) else -1
+    code: dict[str | int | None, int] = {}
+    for label in set(labels):
+        if label is None:
+            code[label] = -1
+        elif isinstance(label, int):
+            code[label] = label if 0 <= label < len(classes) else -1
         else:
-            label = index.get(r.label, -1)
-        if label < 0 and r.label is not None:
-            bad[r.label] = bad.get(r.label, 0) + 1
-        out.append(VideoRecord(r.path, label, r.row))
+            code[label] = index.get(label, -1)
+    bad = {label for label, c in code.items() if c < 0 and label is not None}
     if bad and unknown == "raise":
-        shown = ", ".join(f"{k!r} ({n} videos)" for k, n in sorted(bad.items(), key=lambda kv: str(kv[0]))[:10])
+        counts = Counter(label for label in labels if label in bad)
+        shown = ", ".join(f"{k!r} ({n} videos)" for k, n in sorted(counts.items(), key=lambda kv: str(kv[0]))[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        first = min(labels.index(label) for label in bad)
+        where = raw.where(first) if isinstance(raw, RawAnnotations) else f"{source} (row {first})"
         raise ValueError(
-            f"{source}: {len(bad)} labels are not among the {len(classes)} classes of the model/class list: {shown}{more}; "
-            f"the classes are {_some(list(classes))}"
+            f"{source}: {len(bad)} labels are not among the {len(classes)} classes of the model/class list: {shown}{more} "
+            f"(the first, {labels[first]!r}, at {where}); the classes are {_some(list(classes))}"
         )
-    return out
+    codes = np.fromiter(map(code.__getitem__, labels), dtype=np.int32, count=len(labels))
+    return VideoRecords(paths, codes, rows)
 
 
-def read_predict_source(source: str | os.PathLike, root: str | os.PathLike = ".") -> list[_RawRecord]:
-    """The videos to predict on: a video file, a folder (searched recursively for video files,
-    unlabelled), a glob pattern (``**`` recursive), or an annotation list / Kinetics CSV /
-    folder-per-class tree (labels kept where given). Rows follow the sorted paths."""
-    text = os.path.expanduser(str(source))
+def read_predict_source(source: str | os.PathLike, root: str | os.PathLike = ".") -> RawAnnotations:
+    """The videos to predict on: a video file, a folder (every video file under it,
+    recursively, unlabelled), a glob pattern (``**`` recursive), or an annotation source in any
+    format (detected; labels kept where given; a dataset's annotation folder gives its test
+    videos). Rows follow the sorted paths."""
+    text = os.path.expanduser(os.fspath(source))
     if any(ch in text for ch in "*?["):
-        pattern = text if os.path.isabs(text) else os.path.join(str(root), text)
-        found = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).suffix.lower() in VIDEO_EXTENSIONS and os.path.isfile(p))
+        pattern = text if os.path.isabs(text) else os.path.join(os.fspath(root), text)
+        found = sorted((p for p in glob.glob(pattern, recursive=True) if is_video_name(p) and os.path.isfile(p)), key=lambda p: p.split(os.sep))
         if not found:
             raise ValueError(f"predict: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) match {pattern!r}")
-        return [_RawRecord(p, None, i) for i, p in enumerate(found)]
+        return RawAnnotations(found, None, pattern)
     path = _under(root, text)
-    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-        return [_RawRecord(str(path), None, 0)]
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if os.path.isfile(path) and is_video_name(path):
+        return RawAnnotations([path], None, path)
+    if os.path.isdir(path):
+        if detect_format(path) in _ANNOTATION_FOLDERS:
+            return read_source(path, os.fspath(root), subset="predict")
+        found = find_videos(path)
         if not found:
             raise ValueError(f"predict: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) under {path}")
-        return [_RawRecord(str(p), None, i) for i, p in enumerate(found)]
-    if not path.exists():
+        return RawAnnotations(found, None, path)
+    if not os.path.exists(path):
         raise ValueError(f"predict: {path} is neither a video file, a folder, a glob pattern nor an annotation list (looked relative to root={root})")
-    return read_raw_annotations(path, root)
+    return read_source(path, os.fspath(root), subset="predict")
+
+
+def _labels(raw: Sequence[RawRecord]) -> list[str | int | None] | None:
+    if isinstance(raw, RawAnnotations):
+        return raw.labels
+    labels = [r.label for r in raw]
+    return labels if any(label is not None for label in labels) else None
 
 
 def _some(items: list[str], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-# ------------------------------------------------------------------------------ formats
-
-
-def _under(root: str | os.PathLike, path: str | os.PathLike) -> Path:
-    p = Path(os.path.expanduser(str(path)))
-    return p if p.is_absolute() else Path(root) / p
-
-
-def _parse_label(token: str) -> str | int:
-    token = token.strip()
-    try:
-        return int(token)
-    except ValueError:
-        return token.strip('"')
-
-
-def _read_list(path: Path, root: Path) -> list[_RawRecord]:
-    """``path label`` (space or tab, PySlowFast) or ``path,label`` lines; the label is the last
-    field, so paths may contain spaces. A line with only a path is unlabelled."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            sep = "," if "," in line else None
-            parts = line.rsplit(sep, 1) if sep else line.rsplit(maxsplit=1)
-            if len(parts) == 1:
-                video, label = parts[0], None
-            else:
-                video, label = parts[0].strip(), _parse_label(parts[1])
-                if isinstance(label, str) and Path(label).suffix.lower() in VIDEO_EXTENSIONS:
-                    video, label = line, None  # a path with a space and no label
-            if not video:
-                raise ValueError(f"{path}:{lineno}: empty path in line {line!r}")
-            out.append(_RawRecord(str(_under(root, video)), label, len(out)))
-    return out
-
-
-def _read_kinetics_csv(path: Path, root: Path) -> list[_RawRecord]:
-    """Official Kinetics CSV. Videos are looked up as ``{youtube_id}_{start:06d}_{end:06d}.mp4``
-    under ``root`` in the first layout that holds the first rows' files: ``root/<split>/<label>/``,
-    ``root/<split>/``, ``root/<csv stem>/<label>/``, ``root/<csv stem>/``, ``root/<label>/``, ``root/``."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        assert reader.fieldnames is not None
-        reader.fieldnames = [c.strip().lower() for c in reader.fieldnames]
-        rows = list(reader)
-    for i, row in enumerate(rows):
-        if not row.get("youtube_id") or row.get("time_start") in (None, "") or row.get("time_end") in (None, ""):
-            raise ValueError(f"{path}: row {i} (line {i + 2}) lacks youtube_id/time_start/time_end: {row}")
-    templates = ["{split}/{label}/{file}", "{split}/{file}", "{stem}/{label}/{file}", "{stem}/{file}", "{label}/{file}", "{file}"]
-
-    def fill(template: str, row: dict[str, str]) -> str:
-        label = (row.get("label") or "").strip()
-        file = kinetics_filename(row["youtube_id"].strip(), row["time_start"], row["time_end"])
-        return template.format(split=(row.get("split") or "").strip(), label=label, stem=path.stem, file=file)
-
-    probe = rows[:64]
-    hits = [sum((root / fill(t, r)).is_file() for r in probe) for t in templates]
-    template = templates[max(range(len(templates)), key=lambda k: (hits[k], -k))] if any(hits) else templates[1]
-    out = []
-    for i, row in enumerate(rows):
-        label = (row.get("label") or "").strip() or None
-        out.append(_RawRecord(str(root / fill(template, row)), label, i))
-    return out
-
-
-def _read_class_folders(folder: Path) -> list[_RawRecord]:
-    """``folder/<class>/<video>``: rows in sorted (class, file) order. A folder holding videos
-    directly (no class sub-folders) gives unlabelled records, e.g. for prediction."""
-    loose = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if loose and not any(p.is_dir() for p in folder.iterdir()):
-        return [_RawRecord(str(p), None, i) for i, p in enumerate(loose)]
-    out = []
-    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for video in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
-            out.append(_RawRecord(str(video), class_dir.name, len(out)))
-    if not out:
-        raise ValueError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in class sub-folders")
-    return out
+def _under(root: str | os.PathLike, path: str | os.PathLike) -> str:
+    return joiner(root)(os.fspath(path))

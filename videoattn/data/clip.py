@@ -21,8 +21,8 @@ class ClipSettings:
     """How videos become clips (defaults: PySlowFast's Kinetics I3D 8x8 recipe).
 
     Args:
-        num_frames, sampling_rate: clip length T and stride tau in frames (the fast pathway's
-            for SlowFast).
+        num_frames: clip length T in frames (the fast pathway's for SlowFast).
+        sampling_rate: stride tau between a clip's frames (the fast pathway's for SlowFast).
         target_fps: if set, ``sampling_rate`` counts frames at this rate (PySlowFast's
             DATA.TARGET_FPS): clips last the same time whatever the file's frame rate.
         short_video: "clamp" (repeat the last frame, as PySlowFast) or "loop" for videos
@@ -35,7 +35,8 @@ class ClipSettings:
         test_crop_size: size of the test views.
         test_views: (temporal clips, spatial crops); crops 3 (along the long side) or 1 (centre).
         slowfast_alpha: if set, videos are ``[slow, fast]`` with the slow pathway T / alpha.
-        mean, std: per-channel normalisation of [0, 1] pixel values.
+        mean: per-channel mean subtracted from [0, 1] pixel values.
+        std: per-channel standard deviation the centred values are divided by.
     """
 
     num_frames: int = 8

@@ -30,11 +30,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from videoattn.data.annotations import VIDEO_EXTENSIONS, VideoRecord, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
+from videoattn.data.annotations import VIDEO_EXTENSIONS, RawAnnotations, VideoRecords, infer_classes, read_predict_source, read_raw_annotations, resolve_classes, to_records
 from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import VideoCollate
 from videoattn.data.datasets import ShardSamples, VideoClipDataset, VideoClips
 from videoattn.data.decode import BACKENDS
+from videoattn.data.formats import check_format
 from videoattn.data.samplers import ShardedEvalSampler, TrainSampler, dist_rank_and_world, train_sampler
 from videoattn.data.shards import INDEX_FILE, REMOTE_PREFIXES, shard_classes
 from videoattn.data.transforms import finish_clips, normalize_video, pack_pathways
@@ -82,27 +83,40 @@ class KineticsDataModule(L.LightningDataModule):
 
     Args:
         root: folder that annotation paths and video paths are relative to.
-        train, val, test: an annotation file (``path label`` / ``path,label`` lines or an
-            official Kinetics CSV), a folder with one sub-folder per class, or shards written by
-            ``videoattn shard`` (their folder, or a URL LitData reads: ``s3://``, ``gs://``,
-            ``local:/path`` or ``file:///path``...); relative to ``root`` or absolute.
+        train: the training videos: an annotation source in any format of ``format``, or shards
+            written by ``videoattn shard`` (their folder, or a URL LitData reads: ``s3://``,
+            ``gs://``, ``local:/path`` or ``file:///path``...); relative to ``root`` or absolute.
+            A dataset's annotation folder (UCF101's ucfTrainTestlist, HMDB51's split files,
+            SSv2's labels folder) gives train its train videos.
+        val: the validation videos, in any form ``train`` takes; a dataset's annotation folder
+            gives its test videos (SSv2: validation).
+        test: the test videos, in any form ``val`` takes.
         predict: a video file, a folder (searched recursively), a glob pattern, an
-            annotation list, or shards; labels are optional.
+            annotation source (its format detected), or shards; labels are optional.
+        format: the annotation format of train/val/test, one of ``list`` (``path label`` /
+            ``path,label`` lines), ``kinetics`` (the official Kinetics-400/600/700 CSVs),
+            ``folders`` (a folder per class), ``ucf101``, ``hmdb51``, ``ssv2`` (as
+            downloaded, see docs/datasets.md); default: detected per source.
+        split: the official train/test split of UCF101 and HMDB51 (1, 2 or 3); default: the
+            one in the list's file name (trainlist02.txt), else 1.
         classes: class names in index order, or a class-list file (one name per line). Default:
-            the sorted names found in the train annotations (``0..max`` for integer labels), or
-            the shards' ``classes.txt``. Labels of val/test outside these classes are an error
-            naming them (shards written with other class lists are mapped by name).
+            the format's own class list (UCF101's classInd.txt, SSv2's labels.json, HMDB51's
+            51 classes), else the sorted names found in the train annotations (``0..max`` for
+            integer labels), or the shards' ``classes.txt``. Labels of val/test outside these
+            classes are an error naming them and the first one's file and line (shards written
+            with other class lists are mapped by name).
         clip: how videos become clips (frames, stride, sizes, views, normalisation), see
             :class:`~videoattn.data.clip.ClipSettings`.
         batch_size: videos per train/val batch (train: each gives ``clip.clips_per_video`` rows).
         test_batch_size: videos per test/predict batch, each carrying ``clip.views_per_video``
             views. Default ``max(1, batch_size // views)``: about as many clips per forward pass
             as in training (1 video for 10 x 3 views and batch_size 8).
-        num_workers: DataLoader worker processes. backend: first decoder to try, "pyav"
-            (default) or "decord"; the other is the fallback. decode_threads: decoder threads
-            per worker. seed: shuffling and augmentation seed.
-        pin_memory: default: when CUDA is available. persistent_workers: keep workers between
-            epochs (only with num_workers > 0).
+        num_workers: DataLoader worker processes.
+        backend: first decoder to try, "pyav" (default) or "decord"; the other is the fallback.
+        decode_threads: decoder threads per worker.
+        seed: shuffling and augmentation seed.
+        pin_memory: pinned host memory for the batches; default: when CUDA is available.
+        persistent_workers: keep workers between epochs (only with num_workers > 0).
         shard_cache_dir: where LitData keeps the chunks it streams from a URL (default: its
             own, under ``~/.lightning``); a node-local disk on clusters.
         pool_slots: each worker sends its train batches in this many reused shared-memory
@@ -123,6 +137,8 @@ class KineticsDataModule(L.LightningDataModule):
         test: str | None = None,
         predict: str | None = None,
         *,
+        format: str | None = None,
+        split: int | None = None,
         classes: list[str] | str | None = None,
         clip: ClipSettings = ClipSettings(),
         batch_size: int = 8,
@@ -149,7 +165,11 @@ class KineticsDataModule(L.LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if pool_slots < 0:
             raise ValueError(f"pool_slots must be >= 0, got {pool_slots}")
+        check_format(format)
+        if split is not None and split not in (1, 2, 3):
+            raise ValueError(f"split must be 1, 2 or 3 (UCF101's and HMDB51's official splits), got {split}")
         self.root = root
+        self.format, self.split = format, split
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         if not any(self.sources.values()):
             raise ValueError("give at least one of train, val, test or predict")
@@ -165,7 +185,8 @@ class KineticsDataModule(L.LightningDataModule):
         self.finish_on_device = finish_on_device
         self._given_classes = classes
         self._classes: list[str] | None = None
-        self.records: dict[str, list[VideoRecord]] = {}
+        self.records: dict[str, VideoRecords] = {}
+        self._raws: dict[str, RawAnnotations] = {}  # read for the class names, kept until the split's records are made
         self.datasets: dict[str, VideoClipDataset] = {}
         self.label_maps: dict[str, list[int] | None] = {}  # shards: shard label -> class index (None: same classes)
         self._train_position: dict[str, Any] | None = None  # a resumed run's train loader state, until training starts
@@ -257,7 +278,14 @@ class KineticsDataModule(L.LightningDataModule):
             found = os.path.exists
         return os.path.abspath(text) if not found(os.path.join(self.root, text)) and found(text) else source
 
-    def _raw(self, split: str) -> list[Any]:
+    def _raw(self, split: str) -> RawAnnotations:
+        """The rows of ``split``'s source, read once: the class names and the records come
+        from the same read."""
+        if split not in self._raws:
+            self._raws[split] = self._read(split)
+        return self._raws[split]
+
+    def _read(self, split: str) -> RawAnnotations:
         source = self.sources[split]
         if split == "predict":
             source = self._predict_source(source)
@@ -272,7 +300,7 @@ class KineticsDataModule(L.LightningDataModule):
                 rank_zero_info(f"predict: {source} is read as a list of videos (one path per line, a label optional; "
                                f"paths relative to {os.path.abspath(self.root)}): {len(raw)} videos")
             return raw
-        return read_raw_annotations(source, self.root)
+        return read_raw_annotations(source, self.root, format=self.format, subset=split, split=self.split)
 
     def _dataset(self, split: str) -> VideoClipDataset:
         if split not in self.datasets:
@@ -282,7 +310,10 @@ class KineticsDataModule(L.LightningDataModule):
             # predict: labels are optional information; one outside the classes is reported, not fatal
             unknown = "unlabelled" if split == "predict" else "raise"
             records = to_records(raw, self.classes, self.sources[split] or "", unknown=unknown)
-            dropped = sum(1 for r, rec in zip(raw, records) if r.label is not None and rec.label < 0)
+            self._raws.pop(split, None)
+            dropped = 0
+            if split == "predict" and raw.labels is not None:
+                dropped = sum(1 for label, code in zip(raw.labels, records.labels.tolist()) if label is not None and code < 0)
             if dropped:
                 log.warning("predict: %d videos have labels outside the %d classes; they are predicted without a label", dropped, self.num_classes)
             self.records[split] = records

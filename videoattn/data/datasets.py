@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from videoattn.data.annotations import VideoRecord
+from videoattn.data.annotations import VideoRecord, VideoRecords
 from videoattn.data.clip import ClipSettings
 from videoattn.data.collate import empty_for_transfer
 from videoattn.data.decode import VideoInfo, VideoSource, decode_frames
@@ -256,7 +256,7 @@ class VideoClipDataset(Dataset):
         max_retries: int = 20,
     ) -> None:
         self.clips = VideoClips(mode, clip, backend=backend, decode_threads=decode_threads)
-        self.records = list(records)
+        self.records = records if isinstance(records, VideoRecords) else list(records)  # VideoRecords: kept as arrays
         self.mode, self.clip = mode, clip
         self.max_retries = max_retries
 

@@ -22,7 +22,6 @@ writes no duplicates; the part indexes are merged into ``index.json`` at the end
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -36,7 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from videoattn.data.annotations import VideoRecord, read_class_list, write_class_list
+from videoattn.data.annotations import VideoRecord, VideoRecords, read_class_list, write_class_list
 from videoattn.data.decode import DecodeError, VideoInfo, check_video, decode_frames, probe_video
 
 __all__ = [
@@ -118,7 +117,7 @@ def write_shards(
         raise ValueError(f"part_size and workers must be >= 1, got {part_size} and {workers}")
     if not records:
         raise ValueError("no videos to shard: the annotation list is empty")
-    labels = {r.label for r in records}
+    labels = set(np.unique(records.labels).tolist()) if isinstance(records, VideoRecords) else {r.label for r in records}
     if not labels <= set(range(-1, len(classes))):
         raise ValueError(f"labels {sorted(labels - set(range(-1, len(classes))))[:5]} are outside the {len(classes)} classes")
     if os.fspath(out).startswith(REMOTE_PREFIXES + ("file://",)):
@@ -132,7 +131,7 @@ def write_shards(
         "check": check,
         "chunk_bytes": chunk_bytes,
         "classes": list(classes),
-        "records": hashlib.sha256(json.dumps([[r.path, r.label, r.row] for r in records]).encode()).hexdigest(),
+        "records": (records if isinstance(records, VideoRecords) else VideoRecords.from_records(records)).digest(),
     }
     _claim(out, plan)
     if not (out / INDEX_FILE).exists():

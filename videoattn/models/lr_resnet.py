@@ -1,7 +1,8 @@
 """LR-Net-50 video backbones: ``c2d_lr50`` and ``i3d_lr50``, the ResNet-50 of Local Relation
 Networks (Hu, Zhang, Xie, Lin, ICCV 2019, https://arxiv.org/abs/1904.11491, Table 1) in the layout
-of our C2D / I3D ResNets (pytorchvideo's ``Net``, ``ResStage``, ``ResBlock``, ``BottleneckBlock``,
-so that presets, ``insert_blocks`` and ``res_stage_paths`` work on them as on ``c2d_r50``).
+of our C2D / I3D ResNets (videoattn.models.resnet's ``VideoNet``, ``ResStage``, ``ResBlock``,
+``Bottleneck``: pytorchvideo's module tree, so that presets, ``insert_blocks`` and ``res_stage_paths``
+work on them as on ``c2d_r50``).
 
 The paper's table: every 3x3 conv of ResNet-50 becomes a 7x7 local relation layer with m = 8
 (channels sharing one aggregation weight); bottleneck widths 100, 200, 400, 800 (outputs 256,
@@ -18,13 +19,14 @@ What the paper leaves open, and the choice made here:
 - The stem has BatchNorm + ReLU between the 1x1 conv and the LR layer, as between every two
   layers of a ResNet; it keeps ResNet's 3x3 max-pool with stride 2. Downsampling is in the LR layer
   of the first block of res3-res5 (where ResNet-50 v1.5 strides its 3x3 conv).
-- FLOPs: counted as everywhere in videoattn (fvcore, one multiply-add = one FLOP; the LR op: its
-  composability and aggregation multiply-adds, softmax not counted) LR-Net-50 has 4.06 GFLOPs per
-  224x224 frame and torchvision's ResNet-50 4.11: equal within 2%, as in the paper's table, but
-  5.6% below the paper's absolute 4.3. LR-Net-26 (depths 2, 2, 2, 2) counts 14.62M parameters and
-  2.40 GFLOPs here against the paper's 14.7M and 2.6: the paper's FLOPs are 0.2-0.25 G above this
-  counting at both depths, while the parameters agree within 0.6%. No choice left open by the
-  paper adds 0.25 GFLOPs without also changing the parameters (docs/models.md).
+- FLOPs: counted as everywhere in videoattn (torch's FlopCounterMode, one multiply-add = one FLOP,
+  norms not counted; the LR op: its composability and aggregation multiply-adds, softmax not
+  counted) LR-Net-50 has 4.03 GFLOPs per 224x224 frame and torchvision's ResNet-50 4.09: equal
+  within 2%, as in the paper's table, but 6% below the paper's absolute 4.3. LR-Net-26 (depths
+  2, 2, 2, 2) counts 14.62M parameters and 2.38 GFLOPs here against the paper's 14.7M and 2.6: the
+  paper's FLOPs are 0.2-0.27 G above this counting at both depths, while the parameters agree
+  within 0.6%. No choice left open by the paper adds 0.25 GFLOPs without also changing the
+  parameters (docs/models.md).
 - Video: ``c2d_lr50`` runs the 2D network on every frame (LR kernels 1x7x7) with c2d_r50's
   temporal max-pool after res2; ``i3d_lr50`` gives the LR layer a temporal extent where i3d_r50 has
   one: 3x7x7 in the blocks whose conv_a i3d_r50 inflates to 3x1x1 (conv_a stays 1x1x1 here) and
@@ -36,14 +38,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch.nn as nn
-from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.net import Net
-from pytorchvideo.models.resnet import ResStage, create_bottleneck_block, create_res_block
-from pytorchvideo.models.stem import ResNetBasicStem
 
 from videoattn.blocks import LocalRelation3d
-from videoattn.models.backbones import VideoNet
 from videoattn.models.registry import register_model
+from videoattn.models.resnet import BasicHead, BasicStem, Kernel, ResStage, VideoNet, init_weights
 
 __all__ = ["build_lr_resnet", "lr_groups"]
 
@@ -63,37 +61,21 @@ def lr_groups(channels: int, channels_per_group: int = CHANNELS_PER_GROUP) -> in
     return min(divisors, key=lambda g: (abs(g - channels / channels_per_group), g))
 
 
-def _lr_layer(in_channels: int, out_channels: int, kernel_size, stride, **_conv_args) -> LocalRelation3d:
-    """Stands in for conv_b in pytorchvideo's bottleneck builder (padding, bias, groups, dilation
-    are the conv's and have no meaning here)."""
+def _lr_layer(in_channels: int, out_channels: int, *, kernel_size: Kernel, stride: Kernel, **_conv_args) -> LocalRelation3d:
+    """Stands in for a conv (the bottleneck's conv_b; padding and bias are the conv's and have no
+    meaning here)."""
     return LocalRelation3d(in_channels, out_channels, kernel_size=tuple(kernel_size), stride=tuple(stride),
                            heads=lr_groups(in_channels))
 
 
-def _stem(temporal: int) -> ResNetBasicStem:
-    conv = nn.Sequential(
-        nn.Conv3d(3, STEM_CHANNELS, kernel_size=1, bias=False),
-        nn.BatchNorm3d(STEM_CHANNELS),
+def _stem_layer(in_channels: int, out_channels: int, *, kernel_size: Kernel, stride: Kernel, **_conv_args) -> nn.Sequential:
+    """The stem's conv: a 1x1 conv, BN, ReLU and a local relation layer with the stem's kernel and stride."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel_size=1, bias=False),
+        nn.BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
-        _lr_layer(STEM_CHANNELS, STEM_CHANNELS, (temporal, 7, 7), (1, 2, 2)),
+        _lr_layer(out_channels, out_channels, kernel_size=kernel_size, stride=stride),
     )
-    return ResNetBasicStem(
-        conv=conv, norm=nn.BatchNorm3d(STEM_CHANNELS), activation=nn.ReLU(inplace=True),
-        pool=nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
-    )
-
-
-def _stage(dim_in: int, width: int, dim_out: int, temporal: Sequence[int], stride: int) -> ResStage:
-    blocks = [
-        create_res_block(
-            dim_in=dim_in if i == 0 else dim_out, dim_inner=width, dim_out=dim_out, bottleneck=create_bottleneck_block,
-            conv_a_kernel_size=(1, 1, 1), conv_a_stride=(1, 1, 1), conv_a_padding=(0, 0, 0),
-            conv_b_kernel_size=(t, 7, 7), conv_b_stride=(1, stride, stride) if i == 0 else (1, 1, 1),
-            conv_b_padding=(t // 2, 3, 3), conv_b=_lr_layer,
-        )
-        for i, t in enumerate(temporal)
-    ]
-    return ResStage(res_blocks=nn.ModuleList(blocks))
 
 
 def build_lr_resnet(
@@ -105,25 +87,29 @@ def build_lr_resnet(
     num_classes: int = 400,
     dropout: float = 0.5,
 ) -> VideoNet:
-    """LR-Net-50 in pytorchvideo's layout: stem, res2, [temporal max-pool], res3, res4, res5, head.
+    """LR-Net-50 in the layout of c2d_r50 (pytorchvideo's): stem, res2, [temporal max-pool], res3, res4, res5, head.
 
-    temporal: the LR layers' temporal extent, per stage and block.
-    stage_depths: keep only this many blocks per stage (tiny models); None keeps (3, 4, 6, 3).
+    Args:
+        temporal: the LR layers' temporal extent, per stage and block.
+        stem_temporal: temporal extent of the stem's LR layer.
+        temporal_pool: halve the frames after res2 (temporal max-pool), as c2d_r50 / i3d_r50.
+        stage_depths: this many blocks per stage (LR-Net-26: 2, 2, 2, 2); None builds (3, 4, 6, 3).
+        num_classes: outputs of the head.
+        dropout: dropout rate before the head's linear layer.
     """
     depths = DEPTHS if stage_depths is None else tuple(stage_depths)
-    blocks: list[nn.Module] = [_stem(stem_temporal)]
+    blocks: list[nn.Module] = [BasicStem(3, STEM_CHANNELS, kernel_size=(stem_temporal, 7, 7), conv_layer=_stem_layer)]
     dim_in = STEM_CHANNELS
     for i, (width, depth) in enumerate(zip(WIDTHS, depths)):
         dim_out = 256 * 2**i
-        blocks.append(_stage(dim_in, width, dim_out, temporal[i][:depth], stride=1 if i == 0 else 2))
+        kernels = [(t, 7, 7) for t in temporal[i][:depth]]
+        blocks.append(ResStage(dim_in, width, dim_out, conv_a_kernels=[(1, 1, 1)] * len(kernels), conv_b_kernels=kernels,
+                               spatial_stride=1 if i == 0 else 2, conv_b_layer=_lr_layer))
         dim_in = dim_out
         if i == 0 and temporal_pool:  # as c2d_r50 / i3d_r50: halve T after res2
-            blocks.append(nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1)))
-    blocks.append(create_res_basic_head(
-        in_features=dim_in, out_features=num_classes, pool=nn.AdaptiveAvgPool3d, output_size=(1, 1, 1),
-        dropout_rate=dropout,
-    ))
-    return VideoNet(Net(blocks=nn.ModuleList(blocks)).blocks)
+            blocks.append(nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1), padding=(0, 0, 0)))
+    blocks.append(BasicHead(dim_in, num_classes, dropout=dropout))
+    return init_weights(VideoNet(nn.ModuleList(blocks)))
 
 
 _R50 = dict(frames=(8,), crop_size=224)

@@ -34,8 +34,11 @@ ALL = "all"
 class Placement:
     """Where one kind of block goes.
 
-    stages: residual stage number (2..5) -> block indices in it (negative from the end), or "all".
-    position: "after" the residual block, or "inside" its residual branch (see insert_blocks).
+    Attributes:
+        block: the block's registry name (``videoattn.blocks.list_blocks()``).
+        stages: residual stage number (2..5) -> block indices in it (negative from the end), or "all".
+        position: "after" the residual block, or "inside" its residual branch (see insert_blocks).
+        kwargs: the block's keyword arguments.
     """
 
     block: str
@@ -119,6 +122,8 @@ PRESETS: dict[str, dict[str, Placement]] = {
     "i3d_probe": _TINY,
     "slowfast_tiny": {"nl": Placement("nl", {3: (0,), 4: (0,)}, "after", {**_NL, "instantiation": "dot_product"})},
 }
+"""Where each preset puts its blocks: backbone -> {suffix: Placement}; ``<backbone>_<suffix>`` is a
+registered model (``i3d_r50_nl``: ``PRESETS["i3d_r50"]["nl"]``)."""
 
 
 def _describe(placement: Placement) -> str:

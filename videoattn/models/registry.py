@@ -15,10 +15,11 @@ __all__ = ["ModelEntry", "register_model", "get_model_entry", "list_models"]
 class ModelEntry:
     """A registered model.
 
-    builder: ``builder(*, num_classes, dropout, **overrides) -> nn.Module`` (a CPU module).
-    frames: clip length per pathway at the recipe's input (one entry, or slow and fast).
-    crop_size: spatial size of the recipe's input.
-    description: one line for ``videoattn models``.
+    Attributes:
+        builder: ``builder(*, num_classes, dropout, **overrides) -> nn.Module`` (a CPU module).
+        frames: clip length per pathway at the recipe's input (one entry, or slow and fast).
+        crop_size: spatial size of the recipe's input.
+        description: one line for ``videoattn models``.
     """
 
     builder: Callable[..., nn.Module]

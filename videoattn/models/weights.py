@@ -31,11 +31,12 @@ _TV_BLOCK = {"conv1": "branch2.conv_a", "bn1": "branch2.norm_a", "conv2": "branc
 class LoadReport:
     """What ``load_weights`` did.
 
-    source: "pytorchvideo" (``model_state`` entry), "videoattn" (Lightning/videoattn checkpoint),
-        "bare" (a plain state dict) or "torchvision-2d" (inflated).
-    loaded: model keys filled from the checkpoint.
-    inserted: paths of inserted blocks left at their initialisation (not in the checkpoint).
-    head_reinitialised: classifier keys left at their initialisation (class count differs).
+    Attributes:
+        source: "pytorchvideo" (``model_state`` entry), "videoattn" (Lightning/videoattn
+            checkpoint), "bare" (a plain state dict) or "torchvision-2d" (inflated).
+        loaded: model keys filled from the checkpoint.
+        inserted: paths of inserted blocks left at their initialisation (not in the checkpoint).
+        head_reinitialised: classifier keys left at their initialisation (class count differs).
     """
 
     source: str

@@ -55,7 +55,7 @@ def _split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     return n - n_val - n_test, n_val, n_test
 
 
-DEFAULT_FRAMES = (32, 48)  # video lengths in frames, min and max
+DEFAULT_FRAMES = (32, 48)  # video lengths in frames, min and max (the actions and relations tasks')
 
 
 def generate_dataset(
@@ -65,20 +65,22 @@ def generate_dataset(
     videos_per_class: int = 60,
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-    frames: tuple[int, int] = DEFAULT_FRAMES,
+    frames: tuple[int, int] | None = None,
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Generate the dataset of ``task`` ("actions" or "relations") into ``out_dir``; returns the
-    paths of the annotation files, classes.txt and synth.json (keys: train, val, test, classes,
-    settings)."""
+    """Generate the dataset of ``task`` ("actions", "relations" or "temporal") into ``out_dir``;
+    ``frames`` (min, max video length) defaults to the task's. Returns the paths of the annotation
+    files, classes.txt and synth.json (keys: train, val, test, classes, settings)."""
     classes = get_task(task).classes
+    frames = tuple(frames or get_task(task).frames)
     if videos_per_class < 1:
         raise ValueError(f"videos_per_class must be >= 1, got {videos_per_class}")
     if len(split_fractions) != 3 or min(split_fractions) < 0 or abs(sum(split_fractions) - 1) > 1e-6:
         raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {split_fractions}")
     if not 1 <= frames[0] <= frames[1]:
         raise ValueError(f"frames must be (min, max) with 1 <= min <= max, got {frames}")
+    get_task(task).sample_spec(np.random.default_rng(seed), frames=frames)  # a range the task cannot draw fails here, not in a worker
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {out} exists and is not a directory")

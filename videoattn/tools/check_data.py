@@ -1,24 +1,34 @@
-"""`videoattn check-data LIST... --root ROOT`: scan the videos of annotation files (any format
-videoattn reads) in parallel with a progress bar and write the unreadable ones, with the
-reason for each, to a TSV file, and optionally (--clean-dir) copies of the annotation files
-without those rows, so a Kinetics copy can be cleaned before training.
+"""`videoattn check-data SOURCE... --root ROOT`: scan videos in parallel with a progress bar and
+write the unreadable ones, with the reason for each, to a TSV file, and optionally
+(--clean-dir) copies of the annotation files without those rows, so a Kinetics copy can be
+cleaned before training. A SOURCE is what the data module reads: an annotation file in any
+format videoattn reads (every video of a dataset's lists: UCF101's and HMDB51's train and test
+videos of the split, SSv2's train, validation and test), a dataset's annotation folder, or,
+as predict takes them, a folder (every video file under it, recursively), a glob or a video.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
-from videoattn.data.annotations import read_raw_annotations
+from videoattn.data.annotations import FORMATS, VIDEO_EXTENSIONS, read_predict_source, read_raw_annotations
 from videoattn.data.decode import DecodeError, check_video
+from videoattn.data.formats import detect_format
+from videoattn.data.formats.ssv2 import LABELS_FILE
+from videoattn.data.formats.ucf101 import CLASS_FILE
 
-__all__ = ["main", "scan", "write_clean_copy"]
+__all__ = ["main", "scan", "source_videos", "write_clean_copy"]
+
+_DATASET_FOLDERS = ("ucf101", "hmdb51", "ssv2")
 
 
 def _check_one(job: tuple[str, bool]) -> tuple[str, str | None]:
@@ -54,11 +64,27 @@ def scan(paths: list[str], *, workers: int = 1, full: bool = True, progress: boo
     return bad
 
 
+def source_videos(source: str, root: str, *, format: str | None = None, split: int | None = None) -> list[str]:
+    """The video paths of one check-data SOURCE (see the module docstring), in row order."""
+    path = source if os.path.isabs(os.path.expanduser(source)) else os.path.join(root, source)
+    path = os.path.expanduser(path)
+    is_folder = os.path.isdir(path)
+    if any(ch in source for ch in "*?[") or (is_folder and format is None and detect_format(path) not in _DATASET_FOLDERS) or (
+        os.path.isfile(path) and format is None and path.lower().endswith(VIDEO_EXTENSIONS)
+    ):
+        return read_predict_source(source, root).paths
+    return read_raw_annotations(source, root, format=format, subset="all", split=split).paths
+
+
 def write_clean_copy(annotation: Path, row_paths: list[str], bad: dict[str, str], clean_dir: Path) -> Path | None:
     """Copy ``annotation`` into ``clean_dir`` without the rows whose video is in ``bad``; blank
-    and comment lines and a CSV header are kept verbatim. Class folders are skipped (None)."""
+    and comment lines and a CSV header are kept verbatim; an SSv2 JSON list loses those
+    entries; the class list next to a UCF101 list (classInd.txt) or an SSv2 file (labels.json)
+    is copied along. Folders are skipped (None)."""
     if annotation.is_dir():
         return None
+    if annotation.suffix.lower() == ".json":
+        return _clean_json(annotation, row_paths, bad, clean_dir)
     lines = annotation.read_text(encoding="utf-8").splitlines(keepends=True)
     header = [c.strip().lower() for c in lines[0].split(",")] if lines else []
     is_csv = all(c in header for c in ("youtube_id", "time_start", "time_end"))
@@ -76,7 +102,26 @@ def write_clean_copy(annotation: Path, row_paths: list[str], bad: dict[str, str]
     clean_dir.mkdir(parents=True, exist_ok=True)
     out = clean_dir / annotation.name
     out.write_text("".join(kept), encoding="utf-8")
+    _copy_class_list(annotation, CLASS_FILE, clean_dir)
     return out
+
+
+def _clean_json(annotation: Path, row_paths: list[str], bad: dict[str, str], clean_dir: Path) -> Path:
+    entries = json.loads(annotation.read_text(encoding="utf-8-sig"))
+    if not isinstance(entries, list) or len(entries) != len(row_paths):
+        raise ValueError(f"{annotation}: found {len(entries) if isinstance(entries, list) else 'no'} entries, expected {len(row_paths)}; clean copy not written")
+    clean_dir.mkdir(parents=True, exist_ok=True)
+    out = clean_dir / annotation.name
+    out.write_text(json.dumps([e for e, p in zip(entries, row_paths) if p not in bad], indent=1), encoding="utf-8")
+    _copy_class_list(annotation, LABELS_FILE, clean_dir)
+    return out
+
+
+def _copy_class_list(annotation: Path, name: str, clean_dir: Path) -> None:
+    """A dataset's class list lies next to its lists: the clean copies need it too."""
+    companion = annotation.parent / name
+    if annotation.name != name and companion.is_file() and not (clean_dir / name).exists():
+        shutil.copyfile(companion, clean_dir / name)
 
 
 def _kind(reason: str) -> str:
@@ -88,16 +133,20 @@ def _kind(reason: str) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="videoattn check-data",
-        description="Find unreadable videos in annotation files (path-label lists, Kinetics CSVs or class folders). "
-        "Exit status 1 if any video is unreadable.",
+        description="Find unreadable videos: those of annotation files in any format videoattn reads (path-label lists, Kinetics CSVs, "
+        "UCF101, HMDB51, SSv2) or every video file under a folder, recursively. Exit status 1 if any video is unreadable.",
     )
-    parser.add_argument("lists", nargs="+", metavar="LIST", help="annotation file or class folder (relative to --root)")
+    parser.add_argument("lists", nargs="+", metavar="SOURCE", help="annotation file or dataset annotation folder, a folder of videos "
+                        "(searched recursively), a glob or a video (relative to --root)")
     parser.add_argument("--root", default=".", help="dataset root the annotation and video paths are relative to")
     parser.add_argument("--output", "-o", default="unreadable_videos.tsv", help="TSV of unreadable files: path, reason")
     parser.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1, help="parallel processes")
     parser.add_argument("--quick", action="store_true", help="decode first, middle and last frames only (default: every frame)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--clean-dir", default=None, help="also write each annotation file without its unreadable rows into this folder")
+    parser.add_argument("--format", choices=list(FORMATS), default=None, help="annotation format of the SOURCEs (default: detected)")
+    parser.add_argument("--split", type=int, choices=(1, 2, 3), default=None, help="UCF101/HMDB51 official split (default: from the "
+                        "file name, else 1)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         parser.error(f"--root {args.root!r} is not a directory")
@@ -105,7 +154,7 @@ def main(argv: list[str]) -> int:
     per_source: dict[str, list[str]] = {}
     for source in args.lists:
         try:
-            per_source[source] = [r.path for r in read_raw_annotations(source, args.root)]
+            per_source[source] = source_videos(source, args.root, format=args.format, split=args.split)
         except ValueError as exc:
             parser.error(str(exc))
         paths += per_source[source]
@@ -118,7 +167,14 @@ def main(argv: list[str]) -> int:
             writer.writerow([path, bad[path]])
     if args.clean_dir:
         for source, rows in per_source.items():
-            written = write_clean_copy(Path(args.root, source) if not os.path.isabs(source) else Path(source), rows, bad, Path(args.clean_dir))
+            annotation = Path(args.root, source) if not os.path.isabs(source) else Path(source)
+            if any(ch in source for ch in "*?[") or annotation.suffix.lower() in VIDEO_EXTENSIONS:
+                continue  # videos, not an annotation file
+            try:
+                written = write_clean_copy(annotation, rows, bad, Path(args.clean_dir))
+            except ValueError as exc:
+                print(f"clean copy: {exc}", file=sys.stderr)
+                continue
             if written:
                 print(f"clean copy: {written}")
     kinds = Counter(_kind(reason) for reason in bad.values())

@@ -1,5 +1,5 @@
 """`videoattn flops NAME`: parameters and GFLOPs per view of a model at its recipe's
-input (fvcore), and what each inserted block adds.
+input (torch's FlopCounterMode, one multiply-add = one FLOP), and what each inserted block adds.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from videoattn.models.flops import model_card
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="videoattn flops", description="Parameters and GFLOPs per view of a model.")
+    parser = argparse.ArgumentParser(prog="videoattn flops", description="Parameters and GFLOPs per view of a model (torch FlopCounterMode, one multiply-add = one FLOP).")
     parser.add_argument("name", help="a model name (see `videoattn models`)")
     parser.add_argument("--num-classes", type=int, default=400)
     parser.add_argument("--frames", type=int, nargs="+", help="frames per pathway (default: the recipe's)")

@@ -1,5 +1,6 @@
 """`videoattn shard LIST --root ROOT --out DIR [-j N]`: write the videos of an annotation list
-(any format videoattn reads) as LitData shards for clusters: each video's encoded bytes
+(any format videoattn reads: a list, a Kinetics CSV, class folders, UCF101, HMDB51, SSv2, with
+--format, --split and --subset for a dataset's annotation folder) as LitData shards for clusters: each video's encoded bytes
 unchanged with its label, row, path, frame count, frame rate and frame timestamps (probed
 once here, so training never probes). Parallel, with a progress bar, resumable (run the same
 command again after an interruption); unreadable videos are left out and listed with their
@@ -12,7 +13,7 @@ import os
 import sys
 from collections import Counter
 
-from videoattn.data.annotations import infer_classes, read_raw_annotations, resolve_classes, to_records
+from videoattn.data.annotations import FORMATS, infer_classes, read_raw_annotations, resolve_classes, to_records
 from videoattn.data.shards import CHECKS, CLASSES_FILE, UNREADABLE_FILE, write_shards
 from videoattn.tools.check_data import _kind
 
@@ -21,7 +22,7 @@ __all__ = ["main"]
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="videoattn shard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("list", metavar="LIST", help="annotation file or class folder (relative to --root)")
+    parser.add_argument("list", metavar="LIST", help="annotation file or folder (relative to --root)")
     parser.add_argument("--root", default=".", help="dataset root the annotation and video paths are relative to")
     parser.add_argument("--out", required=True, help="local folder for the shards (upload it to S3/GCS as is to stream from there)")
     parser.add_argument("--classes", default=None, help=f"class-list file (one name per line) giving the label indices; default: the sorted "
@@ -32,11 +33,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--part-size", type=int, default=256, help="videos per part (the unit of parallel work and of resuming)")
     parser.add_argument("--chunk-bytes", default="64MB", help="LitData chunk size: bytes, or with a unit (64MB, 1GB)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--format", choices=list(FORMATS), default=None, help="annotation format of LIST (default: detected)")
+    parser.add_argument("--split", type=int, choices=(1, 2, 3), default=None, help="UCF101/HMDB51 official split (default: from the "
+                        "file name, else 1)")
+    parser.add_argument("--subset", choices=("train", "val", "test"), default="train", help="which videos of a dataset's annotation "
+                        "folder: train (default) or test (UCF101/HMDB51 test lists, SSv2 validation.json)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         parser.error(f"--root {args.root!r} is not a directory")
     try:
-        raw = read_raw_annotations(args.list, args.root)
+        raw = read_raw_annotations(args.list, args.root, format=args.format, subset=args.subset, split=args.split)
         classes = resolve_classes(args.classes, args.root) or infer_classes([raw])
         records = to_records(raw, classes, args.list)
         summary = write_shards(
