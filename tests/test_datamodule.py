@@ -42,7 +42,10 @@ def dataset_root(tmp_path: Path, make_video) -> Path:
 
 
 def test_classes_known_after_init_without_decoding(dataset_root: Path, monkeypatch) -> None:
-    monkeypatch.setattr(decode_module, "_READERS", {})  # any decoding attempt would fail
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoding attempted")
+
+    monkeypatch.setattr(decode_module, "open_reader", no_decoding)  # any decoding attempt would fail
     dm = make_dm(str(dataset_root), train="train.csv", val="train.csv", **SMALL)
     assert dm.classes == ["abseiling", "yoga"] and dm.num_classes == 2
     (dataset_root / "classes.txt").write_text("yoga\nabseiling\nzumba\n")
