@@ -44,10 +44,16 @@ LIGHTNING = ("fit", "validate", "test", "predict", "extract")
 # (pattern on the command, why it is not run here)
 NOT_RUN: list[tuple[str, str]] = [
     (r"^make (demo|test)\b", "the set-up commands themselves: `make test` runs this suite, `make demo` is CI's fresh-clone check"),
+    (r"^make docs$", "`make test` builds the site with `mkdocs build --strict` and tests/test_docs_results.py checks the rendered tables"),
+    (r"^make docs-serve$", "a web server that runs until it is stopped"),
+    (r"^mkdir -p /data/\w+ && cd /data/\w+$", "makes the folder the archives below are unpacked in"),
+    (r"^(unrar|unzip) |^cat 20bn-something", "unpacks archives downloaded from the dataset's site (the world holds the unpacked layout)"),
+    (r"^python scripts/finetune_inserted\.py --jobs 2", "3 seeds x 2 fine-tuning runs: about 45 minutes (its --smoke runs here)"),
+    (r"^python scripts/block_dynamics\.py runs/ablation/", "reads the runs of the actions_long ablation, which is not run"),
     (r"^torchrun --nnodes 2\b", "two nodes of 8 GPUs each"),
     (r"^#!/bin/bash\n#SBATCH", "a SLURM batch script"),
     (r"^aws s3 ", "the network and an S3 bucket"),
-    (r"^python scripts/ablation\.py --task \w+ --jobs 2", "every block x 3 seeds: hours of training"),
+    (r"^python scripts/ablation\.py --task \w+( --variants [\w ]+)? --jobs 2", "blocks x 3 seeds: hours of training"),
     (r"^python scripts/ablation\.py --task relations --variants", "trains six models for minutes each"),
     (r"^python scripts/bench_gpu\.py", "a CUDA GPU"),
     (r"^DEMO_DIR=\S+ bash scripts/demo\.sh --trainer\.accelerator gpu", "a CUDA GPU"),
@@ -214,6 +220,7 @@ def make_world(world: Path) -> Path:
                 shutil.copy(synth / path, raw / f"{youtube_id}_{0:06d}_{10:06d}.mp4")
                 lines.append(f"{classes[int(label)]},{youtube_id},0,10,{official}")
             (raw_csv / f"{official}.csv").write_text("\n".join(lines) + "\n")
+    official_layouts(world, synth, classes)
     demo = world / "demo"
     shutil.copytree(synth, demo / "synth", symlinks=True)
     _run([sys.executable, "-m", "videoattn.cli", "fit", "--config", str(ROOT / "configs" / "relations.yaml"),
@@ -228,6 +235,74 @@ def make_world(world: Path) -> Path:
         shutil.copy(path, world / "videos" / "class_a" / f"clip_{k}.mp4")
     shutil.copy(sorted((synth / "videos").rglob("*.mp4"))[0], world / "my_video.mp4")
     return world
+
+
+def official_layouts(world: Path, synth: Path, classes: list[str]) -> None:
+    """UCF101, HMDB51, Something-Something v2 and Kinetics-700 as their archives unpack
+    (docs/datasets.md), holding the synthetic videos under each dataset's file names: the train
+    list's videos as the train split, the val list's as the test split. SSv2's are re-encoded
+    as VP9 .webm; the others are copied (PyAV reads the container from the file, not its name)."""
+    from videoattn.data.decode import probe_num_frames, read_frames
+    from videoattn.video_io import write_video
+
+    rows = {split: [line.split() for line in (synth / f"{split}.csv").read_text().splitlines()] for split in ("train", "val")}
+    # UCF101: UCF-101/<Class>/v_<Class>_gGG_cCC.avi, ucfTrainTestlist/ (1-based indices, Windows line ends)
+    ucf = world / "ucf101"
+    (ucf / "ucfTrainTestlist").mkdir(parents=True, exist_ok=True)
+    (ucf / "ucfTrainTestlist" / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(classes, 1)), newline="")
+    for split, name, first_group in (("train", "trainlist01.txt", 8), ("val", "testlist01.txt", 1)):
+        lines = []
+        for k, (path, label) in enumerate(rows[split]):
+            c = classes[int(label)]
+            rel = f"{c}/v_{c}_g{first_group + k // 4:02d}_c{k % 4 + 1:02d}.avi"
+            (ucf / "UCF-101" / c).mkdir(parents=True, exist_ok=True)
+            shutil.copy(synth / path, ucf / "UCF-101" / rel)
+            lines.append(f"{rel} {int(label) + 1}" if split == "train" else rel)
+        (ucf / "ucfTrainTestlist" / name).write_text("".join(line + "\r\n" for line in lines), newline="")
+    # HMDB51: <class>/<video>.avi, testTrainMulti_7030_splits/<class>_test_split1.txt (1 train, 2 test)
+    hmdb = world / "hmdb51"
+    (hmdb / "testTrainMulti_7030_splits").mkdir(parents=True)
+    for c_index, c in enumerate(classes):
+        (hmdb / c).mkdir()
+        lines = []
+        for split, mark in (("train", 1), ("val", 2)):
+            for k, (path, label) in enumerate(rows[split]):
+                if int(label) == c_index:
+                    video = f"{split}_{c}_u_nm_np1_fr_goo_{k}.avi"
+                    shutil.copy(synth / path, hmdb / c / video)
+                    lines.append(f"{video} {mark} \n")
+        (hmdb / "testTrainMulti_7030_splits" / f"{c}_test_split1.txt").write_text("".join(lines))
+    # Something-Something v2: labels/*.json, 20bn-something-something-v2/<id>.webm (VP9)
+    ssv2 = world / "ssv2"
+    (ssv2 / "labels").mkdir(parents=True)
+    (ssv2 / "20bn-something-something-v2").mkdir()
+    templates = [f"Showing [something] of {c.replace('_', ' ')}" for c in classes]
+    (ssv2 / "labels" / "labels.json").write_text(json.dumps({t.replace("[something]", "something"): str(i) for i, t in enumerate(templates)}, indent=1))
+    for split, name, count in (("train", "train", 12), ("val", "validation", 4), (None, "test", 2)):
+        entries = []
+        for k, (path, label) in enumerate(rows[split or "val"][:count]):
+            video_id = {"train": 1000, "validation": 2000, "test": 3000}[name] + k
+            frames = read_frames(synth / path, range(probe_num_frames(synth / path))).numpy()
+            write_video(ssv2 / "20bn-something-something-v2" / f"{video_id}.webm", frames, fps=12, codec="libvpx-vp9",
+                        options={"deadline": "realtime", "cpu-used": "8"})
+            entry = {"id": str(video_id)}
+            if split:
+                t = templates[int(label)]
+                entry.update(label=t.replace("[something]", "a cup"), template=t, placeholders=["a cup"])
+            entries.append(entry)
+        (ssv2 / "labels" / f"{name}.json").write_text("[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n")
+    # Kinetics-700-2020 (cvdfoundation): annotations/{train,val,test}.csv, <split>/<label>/<id>_<start>_<end>.mp4
+    k700 = world / "k700-2020"
+    (k700 / "annotations").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        lines = ["label,youtube_id,time_start,time_end,split" if split != "test" else "youtube_id,time_start,time_end,split"]
+        for k, (path, label) in enumerate(rows["val" if split == "test" else split]):
+            youtube_id = f"{split[:2]}_{k:08d}"
+            folder = k700 / split / classes[int(label)] if split != "test" else k700 / split
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(synth / path, folder / f"{youtube_id}_000000_000010.mp4")
+            lines.append(f"{classes[int(label)]},{youtube_id},0,10,{split}" if split != "test" else f"{youtube_id},0,10,{split}")
+        (k700 / "annotations" / f"{split}.csv").write_text("\n".join(lines) + "\n")
 
 
 def workdir(world: Path, folder: Path) -> Path:
@@ -256,6 +331,11 @@ def placeholders(world: Path, work: Path) -> list[tuple[str, str]]:
         ("/data/kinetics400/clean", str(work / "clean")),
         ("/data/kinetics400", str(work / "kinetics400")),
         ("/data/ucf101", str(world / "ucf101")),
+        ("/data/hmdb51", str(world / "hmdb51")),
+        ("/data/ssv2", str(world / "ssv2")),
+        ("/data/k700-2020", str(world / "k700-2020")),
+        ("K400_SLOWFAST.ckpt", str(world / "checkpoints" / "SLOWFAST_8x8_R50.pyth")),
+        ("K400.ckpt", str(world / "checkpoints" / "I3D_8x8_R50.pyth")),
         ("/raw/kinetics400", str(world / "raw_kinetics400")),
         ("/raw/k400/", str(world / "raw_k400") + "/"),
         ("/shards/", str(work / "shards") + "/"),

@@ -47,29 +47,12 @@ def test_the_docs_have_commands_to_run() -> None:
     assert {"README.md", "training.md", "getting_started.md"} <= names, names
 
 
-@pytest.fixture(scope="session")
-def page_runs(docs_world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, object]:
-    """Every page's commands, run once per session: pages are independent (each in its own folder),
-    so DOCS_JOBS of them (default 2) run at a time. page -> its timings, or the exception it raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run(page: Path):
-        work = ds.workdir(docs_world, tmp_path_factory.mktemp(page.stem) / "repo")
-        cmds = [c for _, code, line in ds.code_blocks(page) for c in ds.commands(code, str(page.relative_to(ds.ROOT)), line)]
-        try:
-            return ds.run_commands(cmds, docs_world, work)
-        except Exception as err:  # noqa: BLE001 - reported by the page's own test
-            return err
-
-    with ThreadPoolExecutor(max_workers=int(os.environ.get("DOCS_JOBS", "2"))) as pool:
-        return dict(zip(PAGES, pool.map(run, PAGES)))
-
-
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ds.ROOT)))
-def test_page_commands_run(page: Path, page_runs: dict[Path, object]) -> None:
-    outcome = page_runs[page]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    assert outcome, f"{page}: no command ran"
+def test_page_commands_run(page: Path, docs_world: Path, tmp_path: Path) -> None:
+    """A page's commands, in order, in a folder of their own that looks like the repository's root."""
+    work = ds.workdir(docs_world, tmp_path / "repo")
+    cmds = [c for _, code, line in ds.code_blocks(page) for c in ds.commands(code, str(page.relative_to(ds.ROOT)), line)]
+    timings = ds.run_commands(cmds, docs_world, work)
+    assert timings, f"{page}: no command ran"
     if os.environ.get("DOCS_TIMINGS"):
-        ds.record_timings(Path(os.environ["DOCS_TIMINGS"]), outcome)
+        ds.record_timings(Path(os.environ["DOCS_TIMINGS"]), timings)

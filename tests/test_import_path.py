@@ -1,7 +1,8 @@
 """videoattn stands on maintained ground: in a fresh interpreter where pytorchvideo and fvcore
-cannot be imported, ``videoattn`` and ``videoattn.models`` import without a warning and every
-registered model (backbones, LR-Nets, presets) builds and runs a forward pass; and no source file
-of ``videoattn/models/`` uses TorchScript (``torch.jit``).
+cannot be imported, ``videoattn``, ``videoattn.models``, ``videoattn.module`` and ``videoattn.cli``
+import without a warning and every registered model (backbones, LR-Nets, presets) builds and runs
+a forward pass; ``python -W error`` imports them (no filter of ours hides a dependency's
+warning); and no source file of ``videoattn/`` uses TorchScript (``torch.jit``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ EVERY_MODEL = BLOCKER + textwrap.dedent("""
         warnings.simplefilter("error")  # no deprecation (or other) warning on the import path
         import videoattn
         import videoattn.models
+        import videoattn.module
+        import videoattn.cli
+        import videoattn.lightning_cli
     import torch
     from videoattn.models import create_model, get_model_entry, list_models
 
@@ -73,11 +77,21 @@ def test_every_model_builds_and_runs_without_pytorchvideo_and_fvcore() -> None:
     assert f"built and ran {len(list_models())} models" in done.stdout
 
 
-def test_no_torchscript_in_models() -> None:
-    """No ``torch.jit`` (scripting, tracing, ``is_scripting``...) anywhere in videoattn/models/."""
+def test_imports_pass_with_warnings_as_errors() -> None:
+    """`python -W error -c "import videoattn.cli, videoattn.models, videoattn.module"`: no
+    deprecation (or other) warning on the import path, in a plain interpreter (the test
+    environment, pytorchvideo and fvcore installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-W", "error", "-c", "import videoattn.cli, videoattn.models, videoattn.module"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_no_torchscript_in_videoattn() -> None:
+    """No ``torch.jit`` (scripting, tracing, ``is_scripting``...) anywhere in videoattn/."""
     pattern = re.compile(r"torch\.(_C\._)?jit|from\s+torch\s+import\s[^\n]*\bjit\b")
-    files = sorted((ROOT / "videoattn" / "models").rglob("*.py"))
-    assert len(files) > 5
+    files = sorted((ROOT / "videoattn").rglob("*.py"))
+    assert len(files) > 40
     hits = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
             for path in files for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, "\n".join(hits)

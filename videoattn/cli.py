@@ -23,7 +23,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "flops": ("videoattn.tools.flops", "parameters and GFLOPs per view of a model"),
     "check-data": ("videoattn.tools.check_data", "scan a dataset for unreadable videos"),
     "shard": ("videoattn.tools.shard", "write a dataset as LitData shards for clusters"),
-    "synth": ("videoattn.tools.synth", "generate a synthetic dataset (--task actions|relations)"),
+    "synth": ("videoattn.tools.synth", "generate a synthetic dataset (--task actions|relations|temporal)"),
     "visualize": ("videoattn.tools.visualize", "render the attention maps of a checkpoint on a video"),
     "export": ("videoattn.tools.export", "export a checkpoint to ONNX or torch.export, checked against PyTorch"),
 }

@@ -17,6 +17,7 @@ import torch.nn as nn
 from videoattn.checkpoints import CheckpointError, load_checkpoint
 from videoattn.models.classifier import find_classifier
 from videoattn.models.insert import Inserted
+from videoattn.models.resnet import res_stage_paths
 
 __all__ = ["LoadReport", "read_checkpoint", "load_weights", "inflate_weight", "torchvision_resnet_to_3d"]
 
@@ -112,8 +113,6 @@ def _classifier_path(model: nn.Module) -> str | None:
 def torchvision_resnet_to_3d(state_2d: Mapping[str, torch.Tensor], model: nn.Module, mode: str = "mean") -> dict[str, torch.Tensor]:
     """Rename a torchvision 2D ResNet (bottleneck) state dict to ``model``'s pytorchvideo layout,
     inflating each conv kernel to the temporal size of the matching 3D conv."""
-    from videoattn.models.backbones import res_stage_paths  # local: backbones imports pytorchvideo
-
     stages = res_stage_paths(model)
     if len(stages) != 4 or any(".multipathway_blocks." in s for s in stages):
         raise ValueError(
