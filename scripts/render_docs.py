@@ -291,6 +291,27 @@ def render_bench_data_value(page: Path, group: str, key: str, n: str = "3") -> s
     return span([r.get(group, {}).get(key) for r in shown], suffix="x")
 
 
+def render_bench_annotations(page: Path) -> str:
+    """scripts/bench_data.py --only annotations: each reader of a Kinetics-size list against the csv module (latest run)."""
+    r = read("bench_annotations")[-1]
+    rows_n = r["rows"]
+    lines = (
+        ("`csv.reader` over the CSV, every row parsed, nothing kept (the floor)", "csv_module", "csv_module"),
+        ("`list(csv.reader(...))`, the rows kept", "csv_lists", "csv_module"),
+        ("`load_annotations` (class names and records)", "load", "csv_module"),
+        ("`KineticsDataModule.setup(\"fit\")`", "setup", "csv_module"),
+        ("`videoattn check-data` start-up (to the first video)", "check_data", "csv_module"),
+        ("`videoattn shard` start-up (to the first part, LitData imported)", "shard", "csv_module"),
+        ("`read_raw_annotations` on the same videos as a `path label` list", "list_read_raw", "list_csv_module"),
+    )
+    rows = [[what, f"{r[key + '_cpu']:.2f}", f"{r[key]:.2f}", f"{rows_n / r[key + '_cpu']:,.0f}", f"{r[key + '_cpu'] / r[floor + '_cpu']:.2f}x"]
+            for what, key, floor in lines]
+    text = table(["reader", "CPU s", "wall s", "rows per CPU s", "CPU / csv module's"], rows, "lrrrr")
+    text += (f"\n\nA {rows_n:,}-row Kinetics CSV, medians of {r['repeats']} runs. Records held after `setup`: "
+             f"{r['held_mb']:.1f} MB ({r['held_mb'] * 2**20 / rows_n:.0f} bytes per row, tracemalloc); peak during `setup`: {r['peak_mb']:.1f} MB.")
+    return text + "\n\n" + provenance([r], page, "bench_annotations")
+
+
 def render_bench_predict(page: Path) -> str:
     """scripts/bench_predict.py: the predict data path against pytorchvideo, ONNX Runtime against eager PyTorch."""
     shown = latest_by(read("bench_predict"), "part")
@@ -448,6 +469,7 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "ablation-brief": render_ablation_brief,
     "ablation-delta": render_ablation_delta,
     "ablation-mean": render_ablation_mean,
+    "bench-annotations": render_bench_annotations,
     "bench-blocks": render_bench_blocks,
     "bench-data-overhead": render_bench_data_overhead,
     "bench-data-ratios": render_bench_data_ratios,

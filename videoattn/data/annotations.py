@@ -90,7 +90,9 @@ def load_annotations(
         root: the folder video paths are relative to.
         classes: class names in index order; default: the format's own list (UCF101,
             HMDB51, SSv2), else the sorted names found (``0..max`` for integer labels).
-        format, subset, split: see :func:`videoattn.data.formats.read_source`.
+        format: the annotation format (detected when None); see :func:`videoattn.data.formats.read_source`.
+        subset: which part of a dataset's own split files (``train``, ``val``, ``test``).
+        split: the official split number (1, 2, 3) of UCF101 and HMDB51.
 
     Returns:
         The records and the class names used.
