@@ -31,6 +31,16 @@ def moving_square_frames(num_frames: int, height: int = 64, width: int = 80, see
 
 
 @pytest.fixture
+def one_thread():
+    """Small tensors and tiny models: one thread is faster, and much faster on a busy machine
+    (14x measured on a tiny model's training steps)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def make_video(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``make_video(name="a.mp4", num_frames=30, fps=30, **write_video_kwargs)``."""
 

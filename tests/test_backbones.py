@@ -27,13 +27,7 @@ def clip(name: str, size: int, frames: tuple[int, ...] | None = None, batch: int
     return clips[0] if len(clips) == 1 else clips
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors only: one thread is faster, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def seeded(build, seed: int = 0) -> nn.Module:

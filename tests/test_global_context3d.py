@@ -166,15 +166,6 @@ def test_loads_gcnet_shaped_state_dicts_as_they_are(trailing: tuple[int, ...]) -
         block.load_state_dict(wrong)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread, and much faster on a busy machine (14x measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _res5_dead_after_adamw(model: nn.Module, steps: int = 80) -> float:
     """Train ``model`` with the recipes' optimizer (AdamW, lr 5e-3, label smoothing 0.1) on clips
     with no learnable signal (noise, random labels: what a run from scratch sees in its first

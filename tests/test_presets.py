@@ -162,15 +162,6 @@ def test_block_overrides_reach_the_blocks() -> None:
 PARITY = sorted(n for n in EXPECTED if "tiny" in n or "probe" in n) + ["i3d_r50_nl", "slow_r50_gc", "slowfast_r50_se"]
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors: one thread is faster, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", PARITY)
 def test_preset_is_its_blocks_in_pytorchvideos_backbone(name: str) -> None:

@@ -129,13 +129,18 @@ def _placement(rng: np.random.Generator, obj: PairObject, num_frames: int, far_s
     return across, start + travel * np.arange(num_frames) / max(1, num_frames - 1)
 
 
-def _distractors(rng: np.random.Generator, count: int, num_frames: int, bg: np.ndarray) -> list[Sprite]:
-    """Small grey bars that wobble in place anywhere in the frame (drawn under A and B)."""
+def distractor_bars(
+    rng: np.random.Generator, count: int, num_frames: int, bg: np.ndarray, frame_size: int = FRAME_SIZE,
+    radius: tuple[float, float] = (1.5, 2.5), wobble: float = 0.15,
+) -> list[Sprite]:
+    """``count`` small grey bars that wobble in place (a random walk of step ``wobble`` px) anywhere in
+    a ``frame_size`` frame, in every frame, each as far in grey from ``bg`` as it can be (drawn under
+    the objects). The relations and temporal tasks' distractors."""
     sprites = []
     for _ in range(count):
-        r = rng.uniform(1.5, 2.5)
-        walk = np.cumsum(rng.normal(0, 0.15, size=(2, num_frames)), axis=1)  # [xy, T]
-        x, y = rng.uniform(r, FRAME_SIZE - r, size=2)
+        r = rng.uniform(*radius)
+        walk = np.cumsum(rng.normal(0, wobble, size=(2, num_frames)), axis=1)  # [xy, T]
+        x, y = rng.uniform(r, frame_size - r, size=2)
         grey = rng.uniform(0, 255)
         colour = np.full(3, grey) if abs(grey - bg.mean()) > 50 else np.full(3, 255.0 - grey)
         sprites.append(Sprite("bar", colour, x + walk[0], y + walk[1], r, angle=rng.uniform(0, np.pi)))
@@ -162,10 +167,10 @@ def sample_relation_scene(label: int | str, rng: np.random.Generator, spec: Vide
     return RelationScene(relation, holds, axis, objects, tuple(sprites), ())
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
+def grey_background(rng: np.random.Generator, frame_size: int = FRAME_SIZE) -> np.ndarray:
     """A mid grey (every colour and both shades stand out from it) with a faint grey version of the
-    actions task's gradient and texture."""
-    grey = background(rng, FRAME_SIZE, FRAME_SIZE).mean(axis=2, keepdims=True)  # [H, W, 1]
+    actions task's gradient and texture: float32 [frame_size, frame_size, 3]."""
+    grey = background(rng, frame_size, frame_size).mean(axis=2, keepdims=True)  # [H, W, 1]
     level = rng.uniform(90, 165)
     return np.repeat(level + 0.3 * (grey - grey.mean()), 3, axis=2).astype(np.float32)
 
@@ -176,9 +181,9 @@ def relation_video(label: int | str, rng: np.random.Generator, spec: VideoSpec |
     spec = spec or sample_relation_spec(rng)
     if (spec.height, spec.width) != (FRAME_SIZE, FRAME_SIZE):
         raise ValueError(f"the relations task draws {FRAME_SIZE}x{FRAME_SIZE} frames, got a spec of {spec.width}x{spec.height}")
-    bg = _background(rng)
+    bg = grey_background(rng)
     scene = sample_relation_scene(label, rng, spec)
-    scene = replace(scene, distractors=tuple(_distractors(rng, spec.num_distractors, spec.num_frames, bg)))
+    scene = replace(scene, distractors=tuple(distractor_bars(rng, spec.num_distractors, spec.num_frames, bg)))
     frames = np.empty((spec.num_frames, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     for i in range(spec.num_frames):
         img = bg.copy()

@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from videoattn.synth.actions import Sprite
-from videoattn.synth.canvas import add_noise, background, draw_shape
-from videoattn.synth.relations import JITTER, RELATION_CLASSES, RELATIONS, SHAPES, TONES, PairObject
+from videoattn.synth.canvas import add_noise, draw_shape
+from videoattn.synth.relations import JITTER, RELATION_CLASSES, RELATIONS, SHAPES, TONES, PairObject, distractor_bars, grey_background
 from videoattn.synth.render import FRAME_RATES, VideoSpec
 
 __all__ = [
@@ -130,19 +130,6 @@ def _trajectory(rng: np.random.Generator, size: float, num_frames: int) -> tuple
     return start[0] + travel[0] * progress, start[1] + travel[1] * progress
 
 
-def _distractors(rng: np.random.Generator, count: int, num_frames: int, bg: np.ndarray) -> list[Sprite]:
-    """Small grey bars that wobble in place anywhere in the frame, in every frame (drawn under A and B)."""
-    sprites = []
-    for _ in range(count):
-        r = rng.uniform(1.0, 1.8)
-        walk = np.cumsum(rng.normal(0, 0.1, size=(2, num_frames)), axis=1)  # [xy, T]
-        x, y = rng.uniform(r, FRAME_SIZE - r, size=2)
-        grey = rng.uniform(0, 255)
-        colour = np.full(3, grey) if abs(grey - bg.mean()) > 50 else np.full(3, 255.0 - grey)
-        sprites.append(Sprite("bar", colour, x + walk[0], y + walk[1], r, angle=rng.uniform(0, np.pi)))
-    return sprites
-
-
 def sample_temporal_scene(label: int | str, rng: np.random.Generator, spec: VideoSpec) -> TemporalScene:
     """The scene of one video of class ``label`` (index into TEMPORAL_CLASSES or name)."""
     name = TEMPORAL_CLASSES[label] if isinstance(label, (int, np.integer)) else label
@@ -161,22 +148,15 @@ def sample_temporal_scene(label: int | str, rng: np.random.Generator, spec: Vide
     return TemporalScene(relation, holds, (objects[0], objects[1]), a_end, b_start, (sprites[0], sprites[1]), ())
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """A mid grey (every colour and both shades stand out from it) with a faint grey gradient and texture."""
-    grey = background(rng, FRAME_SIZE, FRAME_SIZE).mean(axis=2, keepdims=True)  # [H, W, 1]
-    level = rng.uniform(90, 165)
-    return np.repeat(level + 0.3 * (grey - grey.mean()), 3, axis=2).astype(np.float32)
-
-
 def temporal_video(label: int | str, rng: np.random.Generator, spec: VideoSpec | None = None) -> tuple[np.ndarray, TemporalScene]:
     """Frames uint8 [T, FRAME_SIZE, FRAME_SIZE, 3] of one video of class ``label`` (index into
     TEMPORAL_CLASSES or name), and the scene drawn in them."""
     spec = spec or sample_temporal_spec(rng)
     if (spec.height, spec.width) != (FRAME_SIZE, FRAME_SIZE):
         raise ValueError(f"the temporal task draws {FRAME_SIZE}x{FRAME_SIZE} frames, got a spec of {spec.width}x{spec.height}")
-    bg = _background(rng)
+    bg = grey_background(rng, FRAME_SIZE)
     scene = sample_temporal_scene(label, rng, spec)
-    scene = replace(scene, distractors=tuple(_distractors(rng, spec.num_distractors, spec.num_frames, bg)))
+    scene = replace(scene, distractors=tuple(distractor_bars(rng, spec.num_distractors, spec.num_frames, bg, FRAME_SIZE, radius=(1.0, 1.8), wobble=0.1)))
     a, b = scene.sprites
     frames = np.empty((spec.num_frames, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     for i in range(spec.num_frames):
