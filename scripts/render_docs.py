@@ -291,6 +291,11 @@ def render_bench_data_value(page: Path, group: str, key: str, n: str = "3") -> s
     return span([r.get(group, {}).get(key) for r in shown], suffix="x")
 
 
+def render_finetune(page: Path) -> str:
+    """scripts/finetune_inserted.py: a block inserted into a trained network, then fine-tuned, against the plain network."""
+    records = read("finetune_inserted")
+    return _script("finetune_inserted").finetune_table(records) + "\n\n" + provenance(records, page, "finetune_inserted")
+
 def render_bench_annotations(page: Path) -> str:
     """scripts/bench_data.py --only annotations: each reader of a Kinetics-size list against the csv module (latest run)."""
     r = read("bench_annotations")[-1]
@@ -478,6 +483,7 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "bench-models": render_bench_models,
     "bench-gpu": render_bench_gpu,
     "attention-share": render_attention_share,
+    "finetune": render_finetune,
     "gc-diagnose": render_gc_diagnose,
     "latest": render_latest,
     "models": render_models,

@@ -46,7 +46,9 @@ def test_smoke_pretrains_checks_the_identity_and_fine_tunes_both_rows(smoke: Pat
         log = (smoke / run / "log.txt").read_text()
         assert "--model.weights" in log and str(smoke / "pretrain" / "checkpoints" / "last.ckpt") in log  # both from the checkpoint
     table = (smoke / "finetune_inserted.md").read_text()
-    assert "| plain (fine-tuned as is) (`i3d_probe`) | 1 |" in table and "| +NL inserted, then fine-tuned (`i3d_probe_nl`) | 1 |" in table
+    plain, nl = (f"{r['video_top1']:.3f}" for r in runs)
+    assert f"| plain (fine-tuned as is) (`i3d_probe`) | {plain} |" in table and f"| +NL inserted, then fine-tuned (`i3d_probe_nl`) | {nl} |" in table
+    assert all(r["commit"] and r["machine"] and r["date"] for r in lines)  # each line with its provenance
     assert "largest absolute logit difference 0;" in table
 
 
@@ -61,11 +63,13 @@ def test_the_identity_check_can_fail(script, smoke: Path) -> None:
 
 def test_table_interval_is_welch(script, tmp_path: Path) -> None:
     args = script._parser().parse_args(["--out", str(tmp_path / "ft")])
-    rows = [{"kind": "finetune", "variant": v, "model": m, "seed": s, "clip_top1": acc, "video_top1": acc + 0.01 * s, "train_minutes": 5.0,
+    rows = [{"kind": "finetune", "pretrain_task": "relations", "task": "temporal", "variant": v, "model": m, "seed": s, "clip_top1": acc, "video_top1": acc + 0.01 * s, "train_minutes": 5.0,
              "epochs": None, "threads": 1} for v, m, acc in (("plain", "i3d_probe", 0.5), ("nl", "i3d_probe_nl", 0.9)) for s in (0, 1, 2)]
     text = script.summarise(rows, args)
-    assert "| +NL inserted, then fine-tuned (`i3d_probe_nl`) | 3 | 0.900 ± 0.000 | 0.910 ± 0.010 | +0.400 [+0.377, +0.423] |" in text
-    assert [json.loads(line) for line in (tmp_path / "ft.jsonl").read_text().splitlines()] == rows
+    assert "| +NL inserted, then fine-tuned (`i3d_probe_nl`) | 0.900 / 0.910 / 0.920 | 0.900 ± 0.000 | 0.910 ± 0.010 | +0.400 [+0.377, +0.423] |" in text
+    written = [json.loads(line) for line in (tmp_path / "ft.jsonl").read_text().splitlines()]
+    assert [{k: r[k] for k in rows[0]} for r in written] == rows and all("commit" in r and "date" in r for r in written)
+    assert script.finetune_table(written) in text  # the table render_docs.py draws from the same lines
 
 
 def test_unknown_block_is_refused(script) -> None:
